@@ -1,0 +1,31 @@
+# One-command setup: every target below creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## Serve every example at http://127.0.0.1:8080
+	$(BIN)/python -m examples.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check rxsse tests examples bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict rxsse
+
+test: lint typecheck  ## ruff, mypy --strict, then the test suite
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.single_stream
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

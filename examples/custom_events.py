@@ -1,0 +1,83 @@
+"""Named event types, ids and retry, a stream that ends itself, and query parameters that shape it.
+
+``GET /custom-events?tz=Europe/Paris&period=1&limit=100`` sends ``UPDATE`` events (only
+``addEventListener("UPDATE", ...)`` sees them, not ``onmessage``) with the time in ``tz``, every
+``period`` seconds, ids 0, 1, 2, ... and ends after ``limit`` events. A browser that reconnects
+sends ``Last-Event-ID`` and the stream resumes after it; once every event was sent the answer
+is 204, which tells the browser to stop reconnecting.
+
+Run it: ``python -m examples.custom_events`` then
+``curl -N 'http://127.0.0.1:8080/custom-events?tz=Asia/Kolkata&period=0.5&limit=5'``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import reactivex as rx
+from aiohttp import web
+from reactivex import operators as ops
+
+import rxsse
+from examples._params import within
+from rxsse import MessageEvent, controller, sse
+
+MAX_LIMIT = 10_000
+RETRY_MS = 2_000
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise rxsse.bad_request(f"unknown time zone {name!r}", parameter="tz") from None
+
+
+@controller("/custom-events")
+class CustomEvents:
+    """A bounded, resumable stream of ``UPDATE`` events."""
+
+    @sse()
+    def updates(
+        self,
+        tz: str = "UTC",
+        period: float = 1.0,
+        limit: int = 100,
+        last_event_id: int | None = None,
+    ) -> rx.Observable[MessageEvent] | web.Response:
+        zone = _zone(tz)
+        within(period, 0.01, 3600, parameter="period", unit="seconds")
+        within(limit, 1, MAX_LIMIT, parameter="limit")
+        first = 0
+        if last_event_id is not None:
+            first = int(within(last_event_id, 0, MAX_LIMIT, parameter="last_event_id")) + 1
+        if first >= limit:
+            return web.Response(status=204)  # all sent: a browser stops reconnecting on 204
+
+        def update(count: int) -> MessageEvent:
+            now = datetime.now(zone).isoformat(timespec="seconds")
+            return MessageEvent(
+                {"count": count, "dateTime": now, "timezone": tz},
+                id=count,
+                type="UPDATE",
+                retry=RETRY_MS,
+            )
+
+        return rx.timer(0.0, period).pipe(
+            ops.take(limit - first),  # completing the Observable ends the response
+            ops.map(lambda n: update(first + n)),
+        )
+
+
+def create_app() -> web.Application:
+    """The custom-events example on its own."""
+    app = web.Application()
+    rxsse.setup(app, CustomEvents())
+    return app
+
+
+if __name__ == "__main__":
+    from examples._run import main
+
+    main(create_app, "custom events example")

@@ -1,0 +1,37 @@
+"""Every example in one app, with a page that shows each stream live: ``make demo``.
+
+Serves http://127.0.0.1:8080/ (plain JavaScript ``EventSource``, no build step).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+import rxsse
+from examples.custom_events import CustomEvents
+from examples.notifications import Notifications
+from examples.progress import Tasks
+from examples.ticks import Ticks
+
+PAGE = Path(__file__).with_name("static") / "index.html"
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    """The demo page."""
+    return web.FileResponse(PAGE)
+
+
+def create_app() -> web.Application:
+    """Ticks, custom events, notifications and progress, plus the page at ``/``."""
+    app = web.Application()
+    app.router.add_get("/", index)
+    rxsse.setup(app, Ticks(), CustomEvents(), Notifications(), Tasks(), heartbeat=15.0)
+    return app
+
+
+if __name__ == "__main__":
+    from examples._run import main
+
+    main(create_app, "rxsse demo")

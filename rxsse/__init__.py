@@ -1,0 +1,33 @@
+"""rxsse: Server-Sent Events for aiohttp, driven by ReactiveX Observables.
+
+Controller methods return a ``reactivex.Observable``; for each GET request rxsse subscribes to
+it, sends every emission as a ``text/event-stream`` frame, ends the response when the
+Observable completes, and disposes the subscription the moment the client disconnects.
+"""
+
+from .errors import bad_request, json_error
+from .event import MessageEvent
+from .routing import controller, delete, get, post, put, setup, sse
+from .sources import from_async_iterable
+from .stream import DEFAULT_HEARTBEAT, SSE_HEADERS, StreamSession, open_streams, stream
+
+__all__ = [
+    "DEFAULT_HEARTBEAT",
+    "SSE_HEADERS",
+    "MessageEvent",
+    "StreamSession",
+    "bad_request",
+    "controller",
+    "delete",
+    "from_async_iterable",
+    "get",
+    "json_error",
+    "open_streams",
+    "post",
+    "put",
+    "setup",
+    "sse",
+    "stream",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,188 @@
+"""The wire format: :class:`MessageEvent` and its encoding to ``text/event-stream`` bytes.
+
+This module is the only writer of SSE syntax in rxsse. Every rule that keeps user data from
+forging fields or events lives here:
+
+- ``data`` that is a ``str`` is split on CRLF, CR and LF into one ``data:`` line per line;
+  any other value is serialised as compact JSON (which never contains a raw line break);
+- ``id`` and ``type`` may not contain CR or LF (``id`` not NUL either): they are rejected with
+  :class:`ValueError` when the event is built, never rewritten into a different field;
+- ``retry`` is a non-negative number of milliseconds;
+- ``comment`` lines start with ``:`` and are ignored by clients.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["MessageEvent", "encode_comment"]
+
+
+
+def _split_lines(text: str) -> list[str]:
+    """Split on every line terminator the SSE parser recognises (CRLF, CR, LF)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.split("\n")
+
+
+def encode_comment(text: str) -> bytes:
+    """Encode ``text`` as a standalone comment frame (``: text``), one line per line of text.
+
+    Comments carry nothing to the application; servers use them as heartbeats.
+
+    Example:
+        >>> encode_comment("ping")
+        b': ping\\n\\n'
+    """
+    return "".join(f": {line}\n" for line in _split_lines(text)).encode() + b"\n"
+
+
+class MessageEvent:
+    """One server-sent event, immutable, with its encoded bytes cached.
+
+    Args:
+        data: the payload. A ``str`` is sent as is (split into lines); ``None`` sends no
+            ``data`` field; anything else is sent as compact JSON.
+        id: the event id (``str`` or ``int``), which the browser echoes back as
+            ``Last-Event-ID`` when it reconnects. May not contain CR, LF or NUL.
+        type: the event type (the wire field ``event``); browsers deliver typed events only
+            to ``addEventListener(type, ...)``, not to ``onmessage``. May not contain CR or LF.
+        retry: the client's reconnection delay in milliseconds (a non-negative ``int``).
+        comment: a comment sent before the fields, ignored by clients.
+        event: another name for ``type``, as the field is called on the wire.
+
+    Raises:
+        ValueError: for an ``id`` or ``type`` that would break the frame, a negative or
+            non-integer ``retry``, or both ``type`` and ``event`` given.
+
+    Example:
+        >>> MessageEvent({"count": 1}, id=1, type="tick").encode()
+        b'id: 1\\nevent: tick\\ndata: {"count":1}\\n\\n'
+    """
+
+    __slots__ = ("_encoded", "comment", "data", "id", "retry", "type")
+
+    data: Any
+    id: str | None
+    type: str | None
+    retry: int | None
+    comment: str | None
+    _encoded: bytes | None
+
+    def __init__(
+        self,
+        data: Any = None,
+        *,
+        id: str | int | None = None,
+        type: str | None = None,
+        retry: int | None = None,
+        comment: str | None = None,
+        event: str | None = None,
+    ) -> None:
+        if event is not None:
+            if type is not None and type != event:
+                raise ValueError("give the event type once: 'type' or 'event', not both")
+            type = event
+        setter = object.__setattr__
+        setter(self, "data", data)
+        setter(self, "id", _check_id(id))
+        setter(self, "type", _check_type(type))
+        setter(self, "retry", _check_retry(retry))
+        setter(self, "comment", _check_comment(comment))
+        setter(self, "_encoded", None)
+
+    def encode(self) -> bytes:
+        """Return the event as one complete ``text/event-stream`` frame (cached).
+
+        Raises:
+            TypeError: when ``data`` is not ``str`` and cannot be serialised as JSON.
+        """
+        encoded: bytes | None = self._encoded
+        if encoded is None:
+            encoded = self._encode()
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
+
+    def _encode(self) -> bytes:
+        parts: list[str] = []
+        if self.comment is not None:
+            parts.extend(f": {line}\n" for line in _split_lines(self.comment))
+        if self.id is not None:
+            parts.append(f"id: {self.id}\n")
+        if self.type is not None:
+            parts.append(f"event: {self.type}\n")
+        if self.retry is not None:
+            parts.append(f"retry: {self.retry}\n")
+        data = self.data
+        if data is not None:
+            if isinstance(data, str):
+                parts.extend(f"data: {line}\n" for line in _split_lines(data))
+            else:
+                text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+                parts.append(f"data: {text}\n")
+        parts.append("\n")
+        return "".join(parts).encode()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"MessageEvent is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"MessageEvent is immutable; cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MessageEvent):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # data may be a dict
+
+    def __repr__(self) -> str:
+        names = ("data", "id", "type", "retry", "comment")
+        shown = ", ".join(
+            f"{name}={value!r}"
+            for name, value in zip(names, self._fields(), strict=True)
+            if value is not None
+        )
+        return f"MessageEvent({shown})"
+
+    def _fields(self) -> tuple[Any, str | None, str | None, int | None, str | None]:
+        return (self.data, self.id, self.type, self.retry, self.comment)
+
+
+def _check_id(value: str | int | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"id must be a str or an int, not {value.__class__.__name__}")
+    text = str(value)
+    if "\n" in text or "\r" in text or "\0" in text:
+        raise ValueError(f"id may not contain CR, LF or NUL: {text!r}")
+    return text
+
+
+def _check_type(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"type must be a str, not {value.__class__.__name__}")
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"type may not contain CR or LF: {value!r}")
+    return value
+
+
+def _check_retry(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"retry must be an int of milliseconds, not {value!r}")
+    if value < 0:
+        raise ValueError(f"retry must be non-negative, not {value}")
+    return value
+
+
+def _check_comment(value: str | None) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"comment must be a str, not {value.__class__.__name__}")
+    return value

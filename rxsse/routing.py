@@ -1,0 +1,256 @@
+"""Controllers and routes: ``@controller``, ``@sse``, ``@get``/``@post``/``@put``/``@delete``,
+and ``setup(app, ...)`` that mounts them on an aiohttp application.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeVar
+
+from aiohttp import web
+from reactivex import Observable
+
+from .binding import Binder, Providers
+from .errors import json_error
+from .stream import install_shutdown, stream
+
+__all__ = ["controller", "delete", "get", "post", "put", "setup", "sse"]
+
+logger = logging.getLogger(__name__)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_C = TypeVar("_C", bound=type)
+
+_ROUTE: Final = "__rxsse_route__"
+_PREFIX: Final = "__rxsse_prefix__"
+#: Options an ``@sse`` route (or ``setup``, as defaults) accepts: the keywords of ``stream()``.
+STREAM_OPTIONS: Final = frozenset({"heartbeat", "headers"})
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What a route decorator recorded on a handler."""
+
+    method: str
+    path: str
+    kind: Literal["sse", "plain"]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_options(options: dict[str, Any], where: str) -> None:
+    unknown = set(options) - STREAM_OPTIONS
+    if unknown:
+        known = sorted(STREAM_OPTIONS)
+        raise TypeError(f"{where}: unknown option(s) {sorted(unknown)}; known: {known}")
+
+
+def sse(path: str = "", **options: Any) -> Callable[[_F], _F]:
+    """Mark a handler as a ``GET`` event stream at ``path`` (relative to its controller).
+
+    The handler returns an Observable (or an awaitable of one, or an async iterator); each
+    emission is sent as a frame. ``options`` are those of :func:`rxsse.stream`
+    (``heartbeat``, ``headers``) and override the defaults given to :func:`setup`.
+
+    Example:
+        >>> @sse("/ticks", heartbeat=30.0)
+        ... def ticks(self) -> rx.Observable[MessageEvent]:  # doctest: +SKIP
+        ...     return rx.interval(1.0).pipe(ops.map(lambda n: MessageEvent({"count": n})))
+    """
+    _check_options(options, f"@sse({path!r})")
+    return _route("GET", path, "sse", options)
+
+
+def get(path: str = "") -> Callable[[_F], _F]:
+    """Mark a handler as a plain ``GET`` route. It may return a dict or list (sent as JSON),
+    a ``str`` (text), ``None`` (204) or any ``web.StreamResponse``."""
+    return _route("GET", path, "plain", {})
+
+
+def post(path: str = "") -> Callable[[_F], _F]:
+    """Mark a handler as a plain ``POST`` route (returns as for :func:`get`)."""
+    return _route("POST", path, "plain", {})
+
+
+def put(path: str = "") -> Callable[[_F], _F]:
+    """Mark a handler as a plain ``PUT`` route (returns as for :func:`get`)."""
+    return _route("PUT", path, "plain", {})
+
+
+def delete(path: str = "") -> Callable[[_F], _F]:
+    """Mark a handler as a plain ``DELETE`` route (returns as for :func:`get`)."""
+    return _route("DELETE", path, "plain", {})
+
+
+def _route(
+    method: str, path: str, kind: Literal["sse", "plain"], options: dict[str, Any]
+) -> Callable[[_F], _F]:
+    def mark(handler: _F) -> _F:
+        setattr(handler, _ROUTE, RouteSpec(method, path, kind, options))
+        return handler
+
+    return mark
+
+
+def controller(prefix: str = "") -> Callable[[_C], _C]:
+    """Group a class's routes under ``prefix``; pass an instance (or the class) to ``setup``.
+
+    Example:
+        >>> @controller("/events")
+        ... class Events:
+        ...     @sse("/ticks")
+        ...     def ticks(self) -> rx.Observable[int]:
+        ...         return rx.interval(1.0)
+    """
+
+    def mark(cls: _C) -> _C:
+        setattr(cls, _PREFIX, prefix)
+        return cls
+
+    return mark
+
+
+def setup(app: web.Application, *controllers: object, **options: Any) -> None:
+    """Register every route of every controller on ``app``, and end open streams on shutdown.
+
+    Args:
+        app: the application (not yet started).
+        controllers: instances of ``@controller`` classes (a class with a no-argument
+            constructor may be given instead), or functions decorated with ``@sse``/``@get``...
+            A controller's ``async def on_startup(self)`` and ``async def on_cleanup(self)``
+            run with the app's own signals.
+        options: defaults for every ``@sse`` route (``heartbeat``, ``headers``); a route's own
+            options override them.
+
+    Example:
+        >>> app = web.Application()
+        >>> setup(app, Events(), heartbeat=15.0)  # doctest: +SKIP
+    """
+    _check_options(options, "setup()")
+    install_shutdown(app)
+    providers: Providers = {
+        web.Request: _request,
+        web.BaseRequest: _request,
+        web.Application: _app,
+    }
+    for target in controllers:
+        instance = target() if isinstance(target, type) else target
+        _register_hooks(app, instance)
+        for handler, spec, full_path in _routes_of(instance):
+            name = getattr(handler, "__qualname__", repr(handler))
+            binder = Binder(handler, full_path, providers, name=name)
+            if spec.kind == "sse":
+                view = _sse_view(handler, binder, {**options, **spec.options})
+            else:
+                view = _plain_view(handler, binder)
+            app.router.add_route(spec.method, full_path, view)
+
+
+def _register_hooks(app: web.Application, instance: object) -> None:
+    """Run a controller's ``async on_startup()`` / ``async on_cleanup()`` with the app's own."""
+    for hook, signal in (("on_startup", app.on_startup), ("on_cleanup", app.on_cleanup)):
+        method = getattr(instance, hook, None)
+        if method is None or isinstance(instance, type) or not callable(method):
+            continue
+
+        async def call(
+            _app: web.Application, method: Callable[[], Awaitable[None]] = method
+        ) -> None:
+            await method()
+
+        signal.append(call)
+
+
+def _request(request: web.Request) -> web.Request:
+    return request
+
+
+def _app(request: web.Request) -> web.Application:
+    return request.app
+
+
+def _routes_of(target: object) -> Iterator[tuple[Callable[..., Any], RouteSpec, str]]:
+    """Each (bound handler, spec, full path) of a controller instance or a decorated function."""
+    spec = getattr(target, _ROUTE, None)
+    if isinstance(spec, RouteSpec) and callable(target):
+        yield target, spec, _join("", spec.path)
+        return
+    cls = type(target)
+    if not hasattr(cls, _PREFIX):
+        raise TypeError(
+            f"{cls.__qualname__} is not a @controller class nor a route-decorated function"
+        )
+    prefix: str = getattr(cls, _PREFIX)
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        for attr, member in vars(klass).items():
+            if attr in seen:
+                continue
+            seen.add(attr)
+            spec = getattr(member, _ROUTE, None)
+            if isinstance(spec, RouteSpec):
+                yield getattr(target, attr), spec, _join(prefix, spec.path)
+
+
+def _join(prefix: str, path: str) -> str:
+    parts = [part.strip("/") for part in (prefix, path) if part.strip("/")]
+    return "/" + "/".join(parts)
+
+
+async def _call(handler: Callable[..., Any], kwargs: dict[str, Any], name: str) -> Any:
+    """Run a sync or async handler; any exception that is not an HTTP error becomes a 500."""
+    try:
+        result = handler(**kwargs)
+        # An Observable is awaitable too (it resolves to its last value): never await one.
+        if not isinstance(result, Observable) and inspect.isawaitable(result):
+            result = await result
+    except web.HTTPException:
+        raise
+    except Exception:
+        logger.exception("handler %s failed", name)
+        raise json_error(500, "internal server error") from None
+    return result
+
+
+def _sse_view(
+    handler: Callable[..., Any], binder: Binder, options: dict[str, Any]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def view(request: web.Request) -> web.StreamResponse:
+        result = await _call(handler, await binder.bind(request), binder.name)
+        if isinstance(result, web.StreamResponse):
+            return result  # the handler answered itself, e.g. 204 to stop a browser
+        if isinstance(result, (Observable, AsyncIterable)):
+            return await stream(request, result, **options)
+        error = TypeError(
+            f"@sse handler {binder.name} returned {type(result).__name__}; it must return an "
+            "Observable, an awaitable of one, an async iterator or a web.StreamResponse"
+        )
+        logger.error("%s", error, exc_info=error)
+        raise json_error(500, "internal server error")
+
+    return view
+
+
+def _plain_view(
+    handler: Callable[..., Any], binder: Binder
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def view(request: web.Request) -> web.StreamResponse:
+        result = await _call(handler, await binder.bind(request), binder.name)
+        if isinstance(result, web.StreamResponse):
+            return result
+        if isinstance(result, (dict, list)):
+            return web.json_response(result)
+        if isinstance(result, str):
+            return web.Response(text=result)
+        if result is None:
+            return web.Response(status=204)
+        error = TypeError(
+            f"handler {binder.name} returned {type(result).__name__}; a route returns a dict, "
+            "list, str, None or a web.StreamResponse"
+        )
+        logger.error("%s", error, exc_info=error)
+        raise json_error(500, "internal server error")
+
+    return view

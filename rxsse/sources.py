@@ -1,0 +1,50 @@
+"""Adapting what handlers may return into an Observable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable
+from typing import Any, TypeVar
+
+import reactivex as rx
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+
+__all__ = ["from_async_iterable"]
+
+_T = TypeVar("_T")
+
+
+def from_async_iterable(iterable: AsyncIterable[_T]) -> Observable[_T]:
+    """An Observable that iterates ``iterable`` on the running event loop when subscribed.
+
+    Each item becomes an ``on_next``; the end of the iteration ``on_completed``; an exception
+    ``on_error``. Disposing the subscription cancels the iteration, so an async generator's
+    ``finally`` blocks run. Subscribe from the event loop's thread.
+
+    Example:
+        >>> async def countdown():
+        ...     for n in (3, 2, 1):
+        ...         yield n
+        >>> source = from_async_iterable(countdown())
+    """
+
+    def subscribe(
+        observer: abc.ObserverBase[_T], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        async def drive() -> None:
+            try:
+                async for item in iterable:
+                    observer.on_next(item)
+            except Exception as exc:  # the iterable failed: that is the stream's error
+                observer.on_error(exc)
+                return
+            observer.on_completed()
+
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(drive())
+        def cancel() -> None:
+            task.cancel()
+
+        return Disposable(cancel)
+
+    return rx.create(subscribe)

@@ -1,0 +1,380 @@
+"""The session: one request, one subscription, one ``text/event-stream`` response.
+
+``await stream(request, source)`` subscribes to ``source`` on the request's event loop, writes
+every emission as a frame, ends the response when the Observable completes, and disposes the
+subscription exactly once when the client goes away or the server shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import weakref
+from collections.abc import AsyncIterable, Mapping
+from typing import Any, Final, Literal
+
+from aiohttp import web
+from reactivex import Observable, abc
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+from .errors import json_error
+from .event import MessageEvent, encode_comment
+from .sources import from_async_iterable
+
+__all__ = [
+    "DEFAULT_HEARTBEAT",
+    "SSE_HEADERS",
+    "StreamSession",
+    "install_shutdown",
+    "open_streams",
+    "stream",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds without output after which a heartbeat comment is sent (proxies drop idle streams).
+DEFAULT_HEARTBEAT: Final = 15.0
+
+#: Headers every event stream carries, before the user's own.
+SSE_HEADERS: Final[Mapping[str, str]] = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+}
+
+_HEARTBEAT_FRAME: Final = encode_comment("ping")
+# How often idle transports are checked for a vanished client: bounds how long a silent
+# stream keeps its subscription after the client has gone.
+_WATCH_INTERVAL: Final = 0.25
+
+_End = Literal["completed", "error", "shutdown", "disconnected", "cancelled"]
+
+
+async def stream(
+    request: web.Request,
+    source: Observable[Any] | AsyncIterable[Any],
+    *,
+    heartbeat: float | None = DEFAULT_HEARTBEAT,
+    headers: Mapping[str, str] | None = None,
+) -> web.StreamResponse:
+    """Serve ``source`` as a ``text/event-stream`` response and return it once the stream ends.
+
+    Use it from any aiohttp handler: ``return await rxsse.stream(request, observable)``.
+
+    Args:
+        request: the GET request being answered.
+        source: an Observable (or an async iterable) of :class:`MessageEvent` or plain values;
+            a plain value ``v`` is sent as ``MessageEvent(data=v)``.
+        heartbeat: seconds without output after which a ``: ping`` comment is sent, or
+            ``None`` for no heartbeat.
+        headers: extra response headers, added to (and able to override) :data:`SSE_HEADERS`.
+
+    Raises:
+        web.HTTPException: when ``source`` fails before the stream has started (its own
+            status for an ``HTTPException``, else a 500 with a JSON body).
+    """
+    if heartbeat is not None and heartbeat <= 0:
+        raise ValueError(f"heartbeat must be a positive number of seconds or None, not {heartbeat}")
+    observable = source if isinstance(source, Observable) else from_async_iterable(source)
+    response = web.StreamResponse(headers={**SSE_HEADERS, **(headers or {})})
+    session = StreamSession(request, response, heartbeat=heartbeat)
+    return await session.run(observable)
+
+
+class StreamSession:
+    """One open event stream: the subscription, the pending frames and the response.
+
+    Created by :func:`stream`; exposed for introspection (see :func:`open_streams`).
+    Observer callbacks may arrive on any thread; all state changes happen on the loop.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_end",
+        "_error",
+        "_heartbeat",
+        "_heartbeat_handle",
+        "_last_write",
+        "_loop",
+        "_pending",
+        "_request",
+        "_response",
+        "_subscription",
+        "_thread",
+        "_waiter",
+        "_watch",
+    )
+
+    def __init__(
+        self, request: web.Request, response: web.StreamResponse, *, heartbeat: float | None
+    ) -> None:
+        self._request = request
+        self._response = response
+        self._heartbeat = heartbeat
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._pending: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._subscription: abc.DisposableBase | None = None
+        self._end: _End | None = None
+        self._error: BaseException | None = None
+        self._heartbeat_handle: asyncio.TimerHandle | None = None
+        self._last_write = 0.0
+        self._watch = _watch()
+
+    @property
+    def request(self) -> web.Request:
+        """The request this stream answers."""
+        return self._request
+
+    @property
+    def ended(self) -> bool:
+        """Whether the stream has ended (completed, failed, closed or disconnected)."""
+        return self._end is not None
+
+    async def run(self, source: Observable[Any]) -> web.StreamResponse:
+        """Subscribe, send the headers, pump frames until the end; return the response."""
+        registry = self._request.config_dict.get(_OPEN_STREAMS)
+        try:
+            try:
+                subscription = source.subscribe(
+                    self._on_next, self._on_error, self._on_completed, scheduler=_scheduler()
+                )
+            except Exception as exc:  # a subscribe function that raised
+                self._fail(exc)
+            else:
+                self._subscription = subscription
+                if self._end is not None:
+                    subscription.dispose()
+            # One loop iteration for the Observable to fail at once (rx.throw is scheduled):
+            # such a failure still gets a real HTTP status, as the headers are not sent yet.
+            await asyncio.sleep(0)
+            if self._end == "error" and not self._pending:
+                raise _http_error(self._error)
+            await self._response.prepare(self._request)
+            if registry is not None:
+                registry.add(self)
+            self._watch.add(self)
+            self._schedule_heartbeat(self._heartbeat)
+            await self._pump()
+        except asyncio.CancelledError:
+            self._finish("cancelled")
+            raise
+        finally:
+            self._finish("cancelled")  # no-op unless an unexpected exception got here
+            if self._heartbeat_handle is not None:
+                self._heartbeat_handle.cancel()
+            if registry is not None:
+                registry.discard(self)
+        return self._response
+
+    def close(self) -> None:
+        """End the stream from the server side: flush what is pending, then end the response."""
+        self._finish("shutdown")
+
+    # -- observer side (any thread) ------------------------------------------------------------
+
+    def _on_next(self, value: Any) -> None:
+        if threading.get_ident() == self._thread:
+            self._push(value)
+        else:
+            self._loop.call_soon_threadsafe(self._push, value)
+
+    def _on_error(self, error: Exception) -> None:
+        if threading.get_ident() == self._thread:
+            self._fail(error)
+        else:
+            self._loop.call_soon_threadsafe(self._fail, error)
+
+    def _on_completed(self) -> None:
+        if threading.get_ident() == self._thread:
+            self._finish("completed")
+        else:
+            self._loop.call_soon_threadsafe(self._finish, "completed")
+
+    # -- loop side ------------------------------------------------------------------------------
+
+    def _push(self, value: Any) -> None:
+        if self._end is not None:
+            return
+        try:
+            event = value if isinstance(value, MessageEvent) else MessageEvent(value)
+            frame = event.encode()
+        except Exception as exc:  # unencodable data fails the stream, like any Rx error
+            self._fail(exc)
+            return
+        self._pending.append(frame)
+        self._wake()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._end is None:
+            self._error = error
+            self._finish("error")
+
+    def _finish(self, end: _End) -> None:
+        """Record how the stream ended and dispose the subscription: runs once per session."""
+        if self._end is not None:
+            return
+        self._end = end
+        self._watch.discard(self)
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            try:
+                subscription.dispose()
+            except Exception:
+                logger.exception("disposing the subscription of %s failed", self._request.path)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _transport_lost(self) -> bool:
+        transport = self._request.transport
+        return transport is None or transport.is_closing()
+
+    async def _pump(self) -> None:
+        """Write pending frames as they come; one write carries every frame queued meanwhile."""
+        response = self._response
+        pending = self._pending
+        try:
+            while True:
+                if pending:
+                    data = pending[0] if len(pending) == 1 else b"".join(pending)
+                    pending.clear()
+                    await response.write(data)
+                    self._last_write = self._loop.time()
+                elif self._end is not None:
+                    break
+                else:
+                    self._waiter = self._loop.create_future()
+                    await self._waiter
+            if self._end == "error":
+                await response.write(_error_frame(self._error, self._request))
+            if self._end != "disconnected":
+                await response.write_eof()
+        except ConnectionError:
+            pending.clear()
+            self._finish("disconnected")
+
+    def _schedule_heartbeat(self, delay: float | None) -> None:
+        if delay is not None and self._end is None:
+            self._heartbeat_handle = self._loop.call_later(delay, self._heartbeat_due)
+
+    def _heartbeat_due(self) -> None:
+        assert self._heartbeat is not None
+        idle = self._loop.time() - self._last_write
+        if idle >= self._heartbeat:
+            self._pending.append(_HEARTBEAT_FRAME)
+            self._wake()
+            self._schedule_heartbeat(self._heartbeat)
+        else:
+            self._schedule_heartbeat(self._heartbeat - idle)
+
+
+def _http_error(error: BaseException | None) -> web.HTTPException:
+    """The HTTP response for a stream that failed before its headers were sent."""
+    if isinstance(error, web.HTTPException):
+        return error
+    logger.error("event stream failed before it started", exc_info=error)
+    return json_error(500, "internal server error")
+
+
+def _error_frame(error: BaseException | None, request: web.Request) -> bytes:
+    """The last frame of a stream that failed after it started: no internals, just a status."""
+    if isinstance(error, web.HTTPException):
+        status, message = error.status, error.reason
+    else:
+        logger.error("event stream %s failed", request.path, exc_info=error)
+        status, message = 500, "internal server error"
+    body = json.dumps({"status": status, "message": message})
+    return MessageEvent(body, type="error").encode()
+
+
+# -- per-loop shared state --------------------------------------------------------------------
+
+_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIOScheduler] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _scheduler() -> AsyncIOScheduler:
+    """The running loop's scheduler, so time-based sources with no scheduler tick on it."""
+    loop = asyncio.get_running_loop()
+    scheduler = _schedulers.get(loop)
+    if scheduler is None:
+        scheduler = _schedulers[loop] = AsyncIOScheduler(loop)
+    return scheduler
+
+
+class _DisconnectWatch:
+    """Notices clients that went away from streams that are not writing.
+
+    aiohttp does not tell a GET handler that its client left, and a write only fails when it
+    happens. One timer per loop checks every open stream's transport, so an idle stream is
+    disposed within :data:`_WATCH_INTERVAL` of its client leaving, at no cost per event.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._sessions: set[StreamSession] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, session: StreamSession) -> None:
+        self._sessions.add(session)
+        if self._timer is None:
+            self._timer = self._loop.call_later(_WATCH_INTERVAL, self._check)
+
+    def discard(self, session: StreamSession) -> None:
+        self._sessions.discard(session)
+
+    def _check(self) -> None:
+        self._timer = None
+        for session in [s for s in self._sessions if s._transport_lost()]:
+            session._finish("disconnected")
+        if self._sessions:
+            self._timer = self._loop.call_later(_WATCH_INTERVAL, self._check)
+
+
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _DisconnectWatch] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _watch() -> _DisconnectWatch:
+    loop = asyncio.get_running_loop()
+    watch = _watches.get(loop)
+    if watch is None:
+        watch = _watches[loop] = _DisconnectWatch(loop)
+    return watch
+
+
+# -- the app's open streams, ended on shutdown ------------------------------------------------
+
+_OPEN_STREAMS: Final = web.AppKey("rxsse.open_streams", weakref.WeakSet[StreamSession])
+
+
+def install_shutdown(app: web.Application) -> None:
+    """Track the app's open streams and end them all when the app shuts down (idempotent)."""
+    if _OPEN_STREAMS in app:
+        return
+    app[_OPEN_STREAMS] = weakref.WeakSet()
+    app.on_shutdown.append(_close_open_streams)
+
+
+def open_streams(app: web.Application) -> list[StreamSession]:
+    """The streams currently open in ``app`` (needs :func:`install_shutdown` or ``setup``)."""
+    return list(app.get(_OPEN_STREAMS, ()))
+
+
+async def _close_open_streams(app: web.Application) -> None:
+    sessions = open_streams(app)
+    if sessions:
+        logger.info("ending %d open event streams for shutdown", len(sessions))
+    for session in sessions:
+        session.close()
