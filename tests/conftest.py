@@ -1,0 +1,170 @@
+"""Shared test helpers: reading SSE frames off a real socket, polling with a deadline, and
+counting live subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+import reactivex as rx
+from aiohttp import web
+from reactivex import operators as ops
+
+
+@dataclass
+class Frame:
+    """One ``text/event-stream`` frame as the server wrote it (fields in order of appearance)."""
+
+    fields: list[tuple[str, str]] = field(default_factory=list)
+
+    def get(self, name: str) -> str | None:
+        values = [value for key, value in self.fields if key == name]
+        if not values:
+            return None
+        return "\n".join(values) if name == "data" else values[-1]
+
+    @property
+    def data(self) -> str | None:
+        return self.get("data")
+
+    @property
+    def is_comment(self) -> bool:
+        return all(key == "" for key, _ in self.fields)
+
+
+def parse_frame(raw: bytes) -> Frame:
+    frame = Frame()
+    for line in raw.decode().split("\n"):
+        name, _, value = line.partition(":")
+        frame.fields.append((name, value[1:] if value.startswith(" ") else value))
+    return frame
+
+
+class FrameReader:
+    """Reads whole frames (separated by a blank line) from a streaming client response."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.buffer = b""
+        self.eof = False
+
+    async def next(self, *, timeout: float = 5.0, comments: bool = False) -> Frame | None:
+        """The next frame, or None at the end of the stream."""
+        async with asyncio.timeout(timeout):
+            while True:
+                head, sep, rest = self.buffer.partition(b"\n\n")
+                if sep:
+                    self.buffer = rest
+                    frame = parse_frame(head)
+                    if comments or not frame.is_comment:
+                        return frame
+                    continue
+                if self.eof:
+                    assert self.buffer == b"", f"stream ended inside a frame: {self.buffer!r}"
+                    return None
+                chunk = await self.response.content.readany()
+                if not chunk:
+                    self.eof = True
+                self.buffer += chunk
+
+    async def take(self, count: int, *, timeout: float = 5.0) -> list[Frame]:
+        frames = []
+        for _ in range(count):
+            frame = await self.next(timeout=timeout)
+            assert frame is not None, f"stream ended after {len(frames)} of {count} frames"
+            frames.append(frame)
+        return frames
+
+    async def rest(self, *, timeout: float = 5.0) -> list[Frame]:
+        """Every remaining frame until the server ends the stream."""
+        frames = []
+        while (frame := await self.next(timeout=timeout)) is not None:
+            frames.append(frame)
+        return frames
+
+
+async def wait_until(
+    condition: Callable[[], bool], *, timeout: float = 5.0, message: str = ""
+) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {message}")
+        await asyncio.sleep(0.01)
+
+
+class LiveSubscriptions:
+    """Wraps sources so a test can count subscriptions that are still live."""
+
+    def __init__(self) -> None:
+        self.live = 0
+        self.total = 0
+        self.disposed = 0
+
+    def track(self, source: rx.Observable[Any]) -> rx.Observable[Any]:
+        def subscribe(_scheduler: Any) -> rx.Observable[Any]:
+            self.live += 1
+            self.total += 1
+            return source.pipe(ops.finally_action(self._ended))
+
+        return rx.defer(subscribe)
+
+    def _ended(self) -> None:
+        self.live -= 1
+        self.disposed += 1
+
+
+class LiveServer:
+    """An app served the way ``web.run_app`` serves it (no handler cancellation on
+    disconnect), on a real loopback socket, with a client session that has no connection cap."""
+
+    def __init__(self, app: web.Application, runner: web.AppRunner, base_url: str) -> None:
+        self.app = app
+        self.runner = runner
+        self.base_url = base_url
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.closed = False
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.session.get(self.url(path), **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.session.post(self.url(path), **kwargs)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.session.request(method, self.url(path), **kwargs)
+
+    async def close(self) -> None:
+        """Shut the server down as run_app does on SIGTERM (on_shutdown, then cleanup)."""
+        if not self.closed:
+            self.closed = True
+            await self.runner.cleanup()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[..., Awaitable[LiveServer]]]:
+    servers: list[LiveServer] = []
+
+    async def start(app: web.Application, **runner_options: Any) -> LiveServer:
+        runner = web.AppRunner(app, **runner_options)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        server = LiveServer(app, runner, f"http://{host}:{port}")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.session.close()
+        await server.close()
