@@ -7,7 +7,6 @@ import json
 import threading
 from typing import Any
 
-import aiohttp
 import pytest
 import reactivex as rx
 from aiohttp import web
@@ -71,7 +70,8 @@ async def test_message_event_fields_reach_the_wire(serve):
     client = await serve(app_streaming(lambda r: rx.of(event)))
     async with client.get("/s") as resp:
         (frame,) = await FrameReader(resp).rest()
-    assert frame.fields == [("id", "7"), ("event", "update"), ("retry", "1500"), ("data", '{"a":1}')]
+    expected = [("id", "7"), ("event", "update"), ("retry", "1500"), ("data", '{"a":1}')]
+    assert frame.fields == expected
 
 
 async def test_many_frames_arrive_in_order(serve):
