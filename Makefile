@@ -17,6 +17,7 @@ demo: $(STAMP)  ## Serve every example at http://127.0.0.1:8080
 
 lint: $(STAMP)
 	$(BIN)/ruff check rxsse tests examples bench
+	$(BIN)/ruff format --check rxsse tests examples bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict rxsse

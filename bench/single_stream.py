@@ -87,7 +87,9 @@ async def drain_observable(events: int) -> float:
     done = loop.create_future()
     start = time.perf_counter()
     rx.range(events).pipe(ops.map(make_event), ops.map(MessageEvent.encode)).subscribe(
-        lambda _: None, done.set_exception, lambda: done.set_result(None),
+        lambda _: None,
+        done.set_exception,
+        lambda: done.set_result(None),
         scheduler=AsyncIOScheduler(loop),
     )
     await done
@@ -169,9 +171,19 @@ def run(events: int, rounds: int) -> str:
         server.terminate()
         server.wait()
     ceiling = subprocess.run(
-        [sys.executable, "-m", "bench.single_stream", "--ceiling", "--events", str(events),
-         "--rounds", str(rounds)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bench.single_stream",
+            "--ceiling",
+            "--events",
+            str(events),
+            "--rounds",
+            str(rounds),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     seconds["rx"] = [float(x) for x in ceiling.stdout.split()]
 

@@ -90,10 +90,10 @@ class Tasks:
         await self.runner.on_cleanup()
 
 
-def create_app() -> web.Application:
-    """The progress example on its own."""
+def create_app(tasks: Tasks | None = None) -> web.Application:
+    """The progress example on its own (with ``tasks`` as its controller, if given)."""
     app = web.Application()
-    rxsse.setup(app, Tasks())
+    rxsse.setup(app, tasks or Tasks())
     return app
 
 

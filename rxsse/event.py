@@ -19,7 +19,6 @@ from typing import Any
 __all__ = ["MessageEvent", "encode_comment"]
 
 
-
 def _split_lines(text: str) -> list[str]:
     """Split on every line terminator the SSE parser recognises (CRLF, CR, LF)."""
     if "\r" in text:

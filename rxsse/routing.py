@@ -214,6 +214,13 @@ async def _call(handler: Callable[..., Any], kwargs: dict[str, Any], name: str) 
     return result
 
 
+def _unsupported_return(who: str, result: object, allowed: str) -> web.HTTPException:
+    """Log a TypeError naming the handler; the client gets a 500 that reveals nothing."""
+    error = TypeError(f"{who} returned {type(result).__name__}; it must return {allowed}")
+    logger.error("%s", error, exc_info=error)
+    return json_error(500, "internal server error")
+
+
 def _sse_view(
     handler: Callable[..., Any], binder: Binder, options: dict[str, Any]
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -223,12 +230,11 @@ def _sse_view(
             return result  # the handler answered itself, e.g. 204 to stop a browser
         if isinstance(result, (Observable, AsyncIterable)):
             return await stream(request, result, **options)
-        error = TypeError(
-            f"@sse handler {binder.name} returned {type(result).__name__}; it must return an "
-            "Observable, an awaitable of one, an async iterator or a web.StreamResponse"
+        raise _unsupported_return(
+            f"@sse handler {binder.name}",
+            result,
+            "an Observable, an awaitable of one, an async iterator or a web.StreamResponse",
         )
-        logger.error("%s", error, exc_info=error)
-        raise json_error(500, "internal server error")
 
     return view
 
@@ -246,11 +252,8 @@ def _plain_view(
             return web.Response(text=result)
         if result is None:
             return web.Response(status=204)
-        error = TypeError(
-            f"handler {binder.name} returned {type(result).__name__}; a route returns a dict, "
-            "list, str, None or a web.StreamResponse"
+        raise _unsupported_return(
+            f"handler {binder.name}", result, "a dict, list, str, None or a web.StreamResponse"
         )
-        logger.error("%s", error, exc_info=error)
-        raise json_error(500, "internal server error")
 
     return view

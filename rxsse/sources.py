@@ -42,6 +42,7 @@ def from_async_iterable(iterable: AsyncIterable[_T]) -> Observable[_T]:
             observer.on_completed()
 
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(drive())
+
         def cancel() -> None:
             task.cancel()
 

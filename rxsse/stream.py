@@ -12,8 +12,8 @@ import json
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterable, Mapping
-from typing import Any, Final, Literal
+from collections.abc import AsyncIterable, Callable, Mapping
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from aiohttp import web
 from reactivex import Observable, abc
@@ -298,18 +298,24 @@ def _error_frame(error: BaseException | None, request: web.Request) -> bytes:
 
 # -- per-loop shared state --------------------------------------------------------------------
 
-_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIOScheduler] = (
-    weakref.WeakKeyDictionary()
-)
+_T = TypeVar("_T")
 
 
-def _scheduler() -> AsyncIOScheduler:
-    """The running loop's scheduler, so time-based sources with no scheduler tick on it."""
-    loop = asyncio.get_running_loop()
-    scheduler = _schedulers.get(loop)
-    if scheduler is None:
-        scheduler = _schedulers[loop] = AsyncIOScheduler(loop)
-    return scheduler
+class _PerLoop(Generic[_T]):
+    """One ``factory(loop)`` object per event loop, created on first use, gone with the loop."""
+
+    def __init__(self, factory: Callable[[asyncio.AbstractEventLoop], _T]) -> None:
+        self._factory = factory
+        self._items: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _T] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> _T:
+        loop = asyncio.get_running_loop()
+        item = self._items.get(loop)
+        if item is None:
+            item = self._items[loop] = self._factory(loop)
+        return item
 
 
 class _DisconnectWatch:
@@ -341,17 +347,9 @@ class _DisconnectWatch:
             self._timer = self._loop.call_later(_WATCH_INTERVAL, self._check)
 
 
-_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _DisconnectWatch] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _watch() -> _DisconnectWatch:
-    loop = asyncio.get_running_loop()
-    watch = _watches.get(loop)
-    if watch is None:
-        watch = _watches[loop] = _DisconnectWatch(loop)
-    return watch
+# The running loop's scheduler, so time-based sources given no scheduler tick on it.
+_scheduler = _PerLoop(AsyncIOScheduler).get
+_watch = _PerLoop(_DisconnectWatch).get
 
 
 # -- the app's open streams, ended on shutdown ------------------------------------------------

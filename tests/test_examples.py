@@ -121,9 +121,7 @@ async def test_notifications_require_an_email(serve):
 
 async def test_progress_streams_0_to_100_then_completes_and_forgets_the_job(serve):
     controller = progress.Tasks()
-    app = progress.web.Application()
-    progress.rxsse.setup(app, controller)
-    client = await serve(app)
+    client = await serve(progress.create_app(controller))
     async with client.post("/tasks?duration=0.2") as resp:
         assert resp.status == 202
         created = await resp.json()
@@ -158,9 +156,7 @@ async def test_progress_rejects_a_bad_duration(serve):
 
 async def test_progress_jobs_are_cancelled_on_shutdown(serve):
     controller = progress.Tasks()
-    app = progress.web.Application()
-    progress.rxsse.setup(app, controller)
-    client = await serve(app)
+    client = await serve(progress.create_app(controller))
     async with client.post("/tasks?duration=600") as resp:
         assert resp.status == 202
     assert len(controller.runner.jobs) == 1
