@@ -5,6 +5,7 @@ it, sends every emission as a ``text/event-stream`` frame, ends the response whe
 Observable completes, and disposes the subscription the moment the client disconnects.
 """
 
+from .bus import Broker, EventBus, MemoryBroker
 from .errors import bad_request, json_error
 from .event import MessageEvent
 from .routing import controller, delete, get, post, put, setup, sse
@@ -14,6 +15,9 @@ from .stream import DEFAULT_HEARTBEAT, SSE_HEADERS, StreamSession, open_streams,
 __all__ = [
     "DEFAULT_HEARTBEAT",
     "SSE_HEADERS",
+    "Broker",
+    "EventBus",
+    "MemoryBroker",
     "MessageEvent",
     "StreamSession",
     "bad_request",

@@ -8,12 +8,12 @@ import inspect
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 from aiohttp import web
 from reactivex import Observable
 
-from .binding import Binder, Providers
+from .binding import Binder
 from .errors import json_error
 from .stream import install_shutdown, stream
 
@@ -112,7 +112,14 @@ def controller(prefix: str = "") -> Callable[[_C], _C]:
     return mark
 
 
-def setup(app: web.Application, *controllers: object, **options: Any) -> None:
+class _Lifecycle(Protocol):
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+def setup(
+    app: web.Application, *controllers: object, bus: _Lifecycle | None = None, **options: Any
+) -> None:
     """Register every route of every controller on ``app``, and end open streams on shutdown.
 
     Args:
@@ -121,6 +128,8 @@ def setup(app: web.Application, *controllers: object, **options: Any) -> None:
             constructor may be given instead), or functions decorated with ``@sse``/``@get``...
             A controller's ``async def on_startup(self)`` and ``async def on_cleanup(self)``
             run with the app's own signals.
+        bus: an :class:`rxsse.EventBus`: handlers get it through a parameter annotated with its
+            class (``bus: EventBus``); it starts with the app and closes on cleanup.
         options: defaults for every ``@sse`` route (``heartbeat``, ``headers``); a route's own
             options override them.
 
@@ -130,11 +139,13 @@ def setup(app: web.Application, *controllers: object, **options: Any) -> None:
     """
     _check_options(options, "setup()")
     install_shutdown(app)
-    providers: Providers = {
+    providers: dict[Any, Callable[[web.Request], Any]] = {
         web.Request: _request,
         web.BaseRequest: _request,
         web.Application: _app,
     }
+    if bus is not None:
+        _install_bus(app, bus, providers)
     for target in controllers:
         instance = target() if isinstance(target, type) else target
         _register_hooks(app, instance)
@@ -146,6 +157,22 @@ def setup(app: web.Application, *controllers: object, **options: Any) -> None:
             else:
                 view = _plain_view(handler, binder)
             app.router.add_route(spec.method, full_path, view)
+
+
+def _install_bus(
+    app: web.Application, bus: _Lifecycle, providers: dict[Any, Callable[[web.Request], Any]]
+) -> None:
+    """Bind the bus by its class, start it with the app, close it on cleanup."""
+    providers[type(bus)] = lambda request: bus
+
+    async def start(_app: web.Application) -> None:
+        await bus.start()
+
+    async def close(_app: web.Application) -> None:
+        await bus.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(close)
 
 
 def _register_hooks(app: web.Application, instance: object) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from asyncio import subprocess
 from datetime import datetime
@@ -16,7 +15,7 @@ import aiohttp
 import pytest
 
 from examples import custom_events, demo, notifications, progress, ticks
-from tests.conftest import FrameReader, wait_until
+from tests.conftest import FrameReader, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,12 +172,6 @@ async def test_demo_serves_the_page_and_every_stream(serve):
         assert path in page
     async with client.get("/custom-events?period=0.01&limit=1") as resp:
         assert len(await FrameReader(resp).rest()) == 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,304 @@
+"""The event bus, against both brokers: the in-memory default and Redis (a real redis-server)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+import reactivex as rx
+from aiohttp import web
+
+import rxsse
+from rxsse import EventBus, MessageEvent
+from rxsse.redis import RedisBroker
+from tests.conftest import FrameReader, wait_until
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_bus(request, redis_server) -> Any:
+    """Builds started buses on each broker (Redis: a key prefix of their own)."""
+    buses: list[EventBus] = []
+
+    async def make(**options: Any) -> EventBus:
+        broker = None
+        if request.param == "redis":
+            broker = RedisBroker(redis_server.url, prefix=uuid.uuid4().hex)
+        bus = EventBus(broker, **options)
+        await bus.start()
+        buses.append(bus)
+        return bus
+
+    yield make
+    for bus in buses:
+        await bus.close()
+
+
+@pytest.fixture
+async def bus(make_bus) -> EventBus:
+    return await make_bus()
+
+
+async def emit(bus: EventBus, topic: str, data: Any, **kwargs: Any) -> str:
+    """Emit and wait for the id, whichever the broker."""
+    result = bus.emit(topic, data, **kwargs)
+    return await result if inspect.isawaitable(result) else result  # type: ignore[return-value]
+
+
+def bus_app(bus: EventBus) -> web.Application:
+    """GET /topics/{topic} streams bus.on(topic) (a pattern too), resuming from Last-Event-ID."""
+
+    @rxsse.sse("/topics/{topic}")
+    def events(topic: str, last_event_id: str | None = None) -> rx.Observable[MessageEvent]:
+        return bus.on(topic, last_event_id=last_event_id)
+
+    app = web.Application()
+    rxsse.setup(app, events, heartbeat=None)
+    return app
+
+
+def collect(bus: EventBus, topic: str, **kwargs: Any) -> tuple[list[MessageEvent], Any]:
+    events: list[MessageEvent] = []
+    subscription = bus.on(topic, **kwargs).subscribe(events.append)
+    return events, subscription
+
+
+async def test_events_carry_ordered_ids_and_their_type(bus):
+    events, subscription = collect(bus, "orders.created")
+    ids = [await emit(bus, "orders.created", {"n": n}, type="created") for n in range(3)]
+    await wait_until(lambda: len(events) == 3)
+    assert [e.id for e in events] == ids
+    assert [e.data for e in events] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert {e.type for e in events} == {"created"}
+    seqs = [int(i.split("-")[0]) for i in ids]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    subscription.dispose()
+
+
+async def test_replay_after_reconnect_gets_exactly_what_was_missed_then_live(bus, serve):
+    client = await serve(bus_app(bus))
+    first = await client.get("/topics/news")
+    reader = FrameReader(first)
+    await wait_until(lambda: bus.live_subscriptions == 1)
+    ids = [await emit(bus, "news", n) for n in range(1, 6)]
+    assert [f.data for f in await reader.take(5)] == ["1", "2", "3", "4", "5"]
+    first.close()
+    await wait_until(lambda: bus.live_subscriptions == 0)
+    for n in range(6, 11):
+        await emit(bus, "news", n)
+    second = await client.get("/topics/news", headers={"Last-Event-ID": ids[-1]})
+    reader = FrameReader(second)
+    replayed = await reader.take(5)
+    assert [f.data for f in replayed] == ["6", "7", "8", "9", "10"]
+    await emit(bus, "news", 11)
+    assert (await reader.next()).data == "11"
+    second.close()
+
+
+async def test_reset_when_the_id_has_fallen_out_of_the_log(make_bus):
+    bus = await make_bus(history=3)
+    old = await emit(bus, "log", 0)
+    for n in range(1, 10):
+        await emit(bus, "log", n)
+    events, subscription = collect(bus, "log", last_event_id=old)
+    await wait_until(lambda: len(events) >= 1)
+    assert events[0].type == "reset"
+    await emit(bus, "log", "live")
+    await wait_until(lambda: events[-1].data == "live")
+    subscription.dispose()
+
+
+async def test_resume_inside_the_log_is_no_reset(make_bus):
+    bus = await make_bus(history=3)
+    ids = [await emit(bus, "log", n) for n in range(10)]
+    events, subscription = collect(bus, "log", last_event_id=ids[-3])
+    await wait_until(lambda: len(events) == 2)
+    assert [e.data for e in events] == [8, 9]
+    subscription.dispose()
+
+
+async def test_events_older_than_max_age_leave_the_log(make_bus):
+    bus = await make_bus(max_age=0.05)
+    old = await emit(bus, "aging", "old")
+    await emit(bus, "aging", "also old")
+    aged = time.monotonic() + 0.1
+    await wait_until(lambda: time.monotonic() > aged, message="the events are past max_age")
+    events, subscription = collect(bus, "aging", last_event_id=old)
+    await wait_until(lambda: len(events) >= 1)
+    assert events[0].type == "reset"
+    subscription.dispose()
+
+
+@pytest.mark.parametrize("bad_id", ["nonsense", "999999-0", "5", "", "-1", "1-other"])
+async def test_reset_when_the_id_is_unknown(bus, bad_id):
+    await emit(bus, "t", "before")
+    events, subscription = collect(bus, "t", last_event_id=bad_id)
+    await wait_until(lambda: len(events) >= 1)
+    assert events[0].type == "reset"  # (the live "before" may follow: Redis delivers it later)
+    subscription.dispose()
+
+
+async def test_reset_carries_an_id_to_resume_from(bus):
+    events, subscription = collect(bus, "t", last_event_id="bogus")
+    await wait_until(lambda: len(events) == 1)
+    subscription.dispose()
+    await emit(bus, "t", "after the reset")
+    resumed, subscription = collect(bus, "t", last_event_id=events[0].id)
+    await wait_until(lambda: len(resumed) == 1)
+    assert resumed[0].data == "after the reset"
+    subscription.dispose()
+
+
+async def test_no_gap_no_duplicate_while_emitting_during_resumes(bus):
+    """Property-style: events are emitted continuously while subscribers resume from random
+    points; each must see exactly the events after its resume point, in order."""
+    rng = random.Random(7)
+    total = 400
+    ids: list[str] = []
+    watchers: list[tuple[int, list[MessageEvent], Any]] = []
+    for n in range(total):
+        ids.append(await emit(bus, "prop", n))
+        if rng.random() < 0.05:
+            start = rng.randrange(len(ids))
+            events, subscription = collect(bus, "prop", last_event_id=ids[start])
+            watchers.append((start, events, subscription))
+        if rng.random() < 0.3:
+            await asyncio.sleep(0)  # let replays interleave with emits
+    assert len(watchers) >= 10
+    for start, events, subscription in watchers:
+        expected = list(range(start + 1, total))
+        await wait_until(lambda events=events, expected=expected: len(events) >= len(expected))
+        assert [e.data for e in events] == expected
+        assert [e.id for e in events] == ids[start + 1 :]
+        subscription.dispose()
+
+
+async def test_patterns_match_one_segment_or_any_depth(bus):
+    one, sub_one = collect(bus, "orders.*")
+    deep, sub_deep = collect(bus, "orders.**")
+    exact, sub_exact = collect(bus, "orders.eu")
+    for topic in ("orders.eu", "orders.eu.paid", "orders", "payments.eu", "orders.us"):
+        await emit(bus, topic, topic)
+    await wait_until(lambda: len(deep) == 3)
+    await emit(bus, "orders.eu", "end")
+    await wait_until(lambda: len(exact) == 2 and len(one) == 3 and len(deep) == 4)
+    assert [e.data for e in one] == ["orders.eu", "orders.us", "end"]
+    assert [e.data for e in deep] == ["orders.eu", "orders.eu.paid", "orders.us", "end"]
+    assert [e.data for e in exact] == ["orders.eu", "end"]
+    for subscription in (sub_one, sub_deep, sub_exact):
+        subscription.dispose()
+
+
+async def test_resume_across_a_pattern_is_in_global_order(bus):
+    first = await emit(bus, "shop.a", "a0")
+    for topic, data in [("shop.b", "b1"), ("shop.a", "a2"), ("other", "x"), ("shop.c", "c3")]:
+        await emit(bus, topic, data)
+    events, subscription = collect(bus, "shop.*", last_event_id=first)
+    await wait_until(lambda: len(events) == 3)
+    assert [e.data for e in events] == ["b1", "a2", "c3"]
+    subscription.dispose()
+
+
+@pytest.mark.parametrize("topic", ["", "a..b", "a.*", "with space", "a.**"])
+def test_emit_rejects_a_topic_that_is_not_a_name(topic):
+    with pytest.raises(ValueError, match="topic"):
+        EventBus().emit(topic, 1)
+
+
+@pytest.mark.parametrize("pattern", ["", "a..b", "a.*x", "a b"])
+def test_on_rejects_a_bad_pattern(pattern):
+    with pytest.raises(ValueError, match="pattern"):
+        EventBus().on(pattern)
+
+
+def test_emit_rejects_data_that_is_not_json():
+    with pytest.raises(ValueError, match="JSON"):
+        EventBus().emit("t", object())
+
+
+def test_emit_rejects_a_type_with_a_line_break():
+    with pytest.raises(ValueError, match="type"):
+        EventBus().emit("t", 1, type="a\nb")
+
+
+async def test_emitting_from_threads(bus):
+    events, subscription = collect(bus, "threads")
+    per_thread, threads = 500, 4
+
+    def produce(name: int) -> None:
+        pending = [bus.emit("threads", [name, n]) for n in range(per_thread)]
+        for result in pending:  # a Redis emit from a thread is a concurrent future
+            if not isinstance(result, str):
+                result.result(timeout=30)  # type: ignore[union-attr]
+
+    workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    await wait_until(lambda: len(events) == per_thread * threads, timeout=30)
+    for worker in workers:
+        worker.join()
+    for name in range(threads):
+        assert [e.data[1] for e in events if e.data[0] == name] == list(range(per_thread))
+    seqs = [int(e.id.split("-")[0]) for e in events]
+    assert seqs == sorted(seqs)
+    subscription.dispose()
+
+
+async def test_no_leak_when_subscribers_come_and_go(bus, serve):
+    client = await serve(bus_app(bus))
+    for _round in range(3):
+        responses = await asyncio.gather(
+            *(client.get(f"/topics/{topic}") for topic in ["a", "b", "a.*", "c"] * 25)
+        )
+        await wait_until(lambda: bus.live_subscriptions == 100)
+        assert bus.topics_watched == 4
+        await emit(bus, "a", "ping")
+        for resp in responses:
+            resp.close()
+        await wait_until(lambda: bus.live_subscriptions == 0)
+        assert bus.topics_watched == 0
+
+
+async def test_a_failing_subscriber_does_not_starve_the_others(bus):
+    def explode(event: MessageEvent) -> None:
+        raise RuntimeError("observer bug")
+
+    bad = bus.on("t").subscribe(explode)
+    events, good = collect(bus, "t")
+    await emit(bus, "t", 1)
+    await wait_until(lambda: len(events) == 1)
+    bad.dispose()
+    good.dispose()
+
+
+async def test_bus_is_bound_by_annotation_and_started_by_setup(serve, redis_server):
+    bus = EventBus(RedisBroker(redis_server.url, prefix=uuid.uuid4().hex))
+
+    @rxsse.controller("/bus")
+    class UsesBus:
+        @rxsse.sse("/{topic}")
+        def events(self, topic: str, bus: EventBus) -> rx.Observable[MessageEvent]:
+            return bus.on(topic)
+
+        @rxsse.post("/{topic}")
+        async def publish(self, topic: str, body: Any, bus: EventBus) -> dict[str, str]:
+            return {"id": await bus.emit(topic, body)}  # type: ignore[misc]
+
+    app = web.Application()
+    rxsse.setup(app, UsesBus(), bus=bus)
+    client = await serve(app)
+    stream = await client.get("/bus/greetings")
+    await wait_until(lambda: bus.live_subscriptions == 1)
+    async with client.post("/bus/greetings", json={"hello": "world"}) as resp:
+        event_id = (await resp.json())["id"]
+    frame = await FrameReader(stream).next()
+    assert frame.get("id") == event_id
+    assert frame.data == '{"hello":"world"}'
+    stream.close()
+    await client.close()
+    assert bus.live_subscriptions == 0
