@@ -14,6 +14,7 @@ from examples.custom_events import CustomEvents
 from examples.notifications import Notifications
 from examples.progress import Tasks
 from examples.ticks import Ticks
+from rxsse import EventBus
 
 PAGE = Path(__file__).with_name("static") / "index.html"
 
@@ -23,11 +24,16 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(PAGE)
 
 
-def create_app() -> web.Application:
-    """Ticks, custom events, notifications and progress, plus the page at ``/``."""
+def create_app(bus: EventBus | None = None) -> web.Application:
+    """Ticks, custom events, notifications and progress, plus the page at ``/``.
+
+    Notifications and progress travel on ``bus`` (an in-memory one by default; the cluster
+    example passes one on Redis)."""
+    bus = bus or EventBus()
     app = web.Application()
     app.router.add_get("/", index)
-    rxsse.setup(app, Ticks(), CustomEvents(), Notifications(), Tasks(), heartbeat=15.0)
+    controllers = (Ticks(), CustomEvents(), Notifications(), Tasks(bus))
+    rxsse.setup(app, *controllers, bus=bus, heartbeat=15.0)
     return app
 
 

@@ -1,7 +1,8 @@
-"""Per-client filtering: an emitter that routes publish to, and streams that see only their own.
+"""Per-client filtering on the event bus: routes publish, each stream sees only its own events.
 
-``POST /verify`` with ``{"email": "ann@example.com"}`` emits ``user.verified``; every
-``GET /notifications?email=...`` stream receives only the events for its own email.
+``POST /verify`` with ``{"email": "ann@example.com"}`` publishes on the topic
+``user.verified``; every ``GET /notifications?email=...`` stream receives only the events for its
+own email. A browser that reconnects sends ``Last-Event-ID`` and gets what it missed.
 
 Run it: ``python -m examples.notifications``, then in one shell
 ``curl -N 'http://127.0.0.1:8080/notifications?email=ann@example.com'`` and in another
@@ -15,31 +16,11 @@ from typing import Any
 import reactivex as rx
 from aiohttp import web
 from reactivex import operators as ops
-from reactivex.subject import Subject
 
 import rxsse
-from rxsse import MessageEvent, controller, post, sse
+from rxsse import EventBus, MessageEvent, controller, post, sse
 
 VERIFIED = "user.verified"
-
-
-class Emitter:
-    """EventEmitter-style publish/subscribe over one Subject: ``emit(name, payload)``,
-    ``on(name)`` -> Observable of the payloads. Streams that unsubscribe leave nothing behind."""
-
-    def __init__(self) -> None:
-        self._events: Subject[tuple[str, Any]] = Subject()
-
-    def emit(self, name: str, payload: Any) -> None:
-        """Send ``payload`` to everyone listening to ``name`` now."""
-        self._events.on_next((name, payload))
-
-    def on(self, name: str) -> rx.Observable[Any]:
-        """The payloads emitted under ``name`` from now on."""
-        return self._events.pipe(
-            ops.filter(lambda event: event[0] == name),
-            ops.map(lambda event: event[1]),
-        )
 
 
 def _email(value: Any, parameter: str = "email") -> str:
@@ -48,32 +29,32 @@ def _email(value: Any, parameter: str = "email") -> str:
     return value.strip().lower()
 
 
+def _for(email: str) -> rx.typing.Predicate[MessageEvent]:
+    """Keep the events of ``email``, and the ``reset`` that tells a client to reload."""
+    return lambda event: event.type == "reset" or event.data["email"] == email
+
+
 @controller()
 class Notifications:
     """``POST /verify`` publishes; ``GET /notifications?email=`` filters per client."""
 
-    def __init__(self, emitter: Emitter | None = None) -> None:
-        self.emitter = emitter or Emitter()
-
     @post("/verify")
-    def verify(self, body: Any) -> dict[str, Any]:
+    async def verify(self, body: Any, bus: EventBus) -> dict[str, Any]:
         email = _email(body.get("email") if isinstance(body, dict) else None)
-        self.emitter.emit(VERIFIED, {"email": email, "isVerified": True})
-        return {"ok": True, "email": email}
+        event_id = await bus.publish(VERIFIED, {"email": email, "isVerified": True})
+        return {"ok": True, "email": email, "id": event_id}
 
     @sse("/notifications")
-    def notifications(self, email: str) -> rx.Observable[MessageEvent]:
-        mine = _email(email)
-        return self.emitter.on(VERIFIED).pipe(
-            ops.filter(lambda payload: payload["email"] == mine),
-            ops.map(MessageEvent),
-        )
+    def notifications(
+        self, email: str, bus: EventBus, last_event_id: str | None = None
+    ) -> rx.Observable[MessageEvent]:
+        return bus.on(VERIFIED, last_event_id=last_event_id).pipe(ops.filter(_for(_email(email))))
 
 
-def create_app() -> web.Application:
-    """The notifications example on its own."""
+def create_app(bus: EventBus | None = None) -> web.Application:
+    """The notifications example on its own (on ``bus``, or an in-memory one)."""
     app = web.Application()
-    rxsse.setup(app, Notifications())
+    rxsse.setup(app, Notifications(), bus=bus or EventBus())
     return app
 
 

@@ -186,6 +186,26 @@ class EventBus:
                 self._start_now()
         return self.broker.publish(topic, data, type)
 
+    async def publish(self, topic: str, data: Any, *, type: str | None = None) -> str:
+        """``emit`` for async code, with any broker: wait until the event is published and
+        return its id.
+
+        Example:
+            >>> event_id = await bus.publish("orders.created", {"id": 7})  # doctest: +SKIP
+        """
+        result = self.emit(topic, data, type=type)
+        if isinstance(result, str):
+            return result
+        if isinstance(result, concurrent.futures.Future):
+            return await asyncio.wrap_future(result)
+        return await result
+
+    @property
+    def origin_id(self) -> str:
+        """An id before every event: ``on(topic, last_event_id=bus.origin_id)`` replays the
+        topic's whole log (or starts with ``reset`` if the log was trimmed)."""
+        return self.broker.event_id(0)
+
     def _accept(self, entry: Entry) -> None:
         """The broker's sink: queue in sequence order, deliver on the loop."""
         loop = self._loop

@@ -16,6 +16,8 @@ Layout in Redis (all keys share the hash tag ``{prefix}``, so they live in one c
   by all its subscribers) that follows it with ``XREAD BLOCK`` and hands entries to the bus in
   order. Topic patterns need that total order, which per-topic readers cannot give.
 - ``{rxsse}:topics``: the set of topic names, to resolve patterns when replaying.
+- ``{rxsse}:epoch``: a token set once per data set. A reader that reconnects and finds another
+  token knows Redis came back without its data (the counter started over) and follows anew.
 
 If Redis goes away the reader retries with backoff and resumes from its last id, so local
 subscribers keep their subscriptions; emits fail (their awaitable raises) until it is back.
@@ -28,6 +30,7 @@ import concurrent.futures
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable
 from typing import Any, Final
 
@@ -45,11 +48,12 @@ __all__ = ["RedisBroker"]
 
 logger = logging.getLogger(__name__)
 
-# KEYS: seq counter, topic stream, topics set, firehose, trimmed hash.
-# ARGV: topic, data, type, history, firehose length, time (ms), trim slack.
+# KEYS: seq counter, topic stream, topics set, firehose, trimmed hash, epoch.
+# ARGV: topic, data, type, history, firehose length, time (ms), trim slack, a fresh epoch token.
 # The topic's log is trimmed in batches of `slack` entries (an approximate MAXLEN whose cut is
 # known): the newest trimmed id is recorded, so a replay can tell a gap from an empty stretch.
 _EMIT: Final = """
+redis.call('SET', KEYS[6], ARGV[8], 'NX')
 local seq = redis.call('INCR', KEYS[1])
 local id = seq .. '-0'
 redis.call('XADD', KEYS[2], id, 'd', ARGV[2], 'y', ARGV[3], 'ts', ARGV[6])
@@ -95,6 +99,10 @@ class RedisBroker:
         self._firehose_key = f"{{{prefix}}}:all"
         self._topic_prefix = f"{{{prefix}}}:t:"
         self._trimmed_key = f"{{{prefix}}}:trimmed"
+        # A token set once per data set: if it changes, Redis lost its data and the sequence
+        # counter started over, so the readers must too.
+        self._epoch_key = f"{{{prefix}}}:epoch"
+        self._epoch: str | None = None
         self._firehose = firehose
         self._block_ms = block_ms
         self._history = 1000
@@ -122,6 +130,7 @@ class RedisBroker:
         # No automatic retries: re-sending an emit could publish it twice.
         self._client = _connect(self.url)
         self._reader_client = _connect(self.url)
+        self._epoch = await self._claim_epoch(self._client)
         head = await self._head(self._client)
         self._delivered = head
         self._tasks = [
@@ -188,6 +197,7 @@ class RedisBroker:
                 continue
             now_ms = str(int(time.time() * 1000))
             slack = max(1, self._history // 10)
+            token = uuid.uuid4().hex
             pipe = self._client.pipeline(transaction=False)
             for topic, payload, type_, _ in batch:
                 keys = [
@@ -196,6 +206,7 @@ class RedisBroker:
                     self._topics_key,
                     self._firehose_key,
                     self._trimmed_key,
+                    self._epoch_key,
                 ]
                 args: list[str | int] = [
                     topic,
@@ -205,6 +216,7 @@ class RedisBroker:
                     self._firehose,
                     now_ms,
                     slack,
+                    token,
                 ]
                 pipe.eval(_EMIT, len(keys), *keys, *args)
             try:
@@ -247,24 +259,30 @@ class RedisBroker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
+            except Exception:  # keep following whatever went wrong; subscribers stay
+                logger.exception("reading events from Redis at %s failed; retrying", self.url)
+                lost = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
             for _stream, messages in response or ():
                 for message_id, fields in messages:
                     position = message_id
                     self._deliver(message_id, fields)
 
     async def _resync(self, position: str) -> str:
-        """After a reconnect: if Redis lost its data (the counter went back), start over."""
+        """After a reconnect: if Redis lost its data (a new epoch), follow it from the start."""
         assert self._reader_client is not None
-        head = await self._head(self._reader_client)
-        if head < _seq_of(position):
-            logger.warning(
-                "Redis at %s restarted without its data (sequence %d < %s); following anew",
-                self.url,
-                head,
-                position,
-            )
-            return "0-0"
-        return position
+        epoch = await self._claim_epoch(self._reader_client)
+        if epoch == self._epoch:
+            return position
+        logger.warning("Redis at %s came back without its data; following it anew", self.url)
+        self._epoch = epoch
+        return "0-0"
+
+    async def _claim_epoch(self, client: Redis) -> str:
+        await client.set(self._epoch_key, uuid.uuid4().hex, nx=True)
+        return str(await client.get(self._epoch_key))
 
     def _deliver(self, message_id: str, fields: dict[str, str]) -> None:
         try:

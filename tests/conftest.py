@@ -188,9 +188,10 @@ class RedisServer:
     """A redis-server process on a free loopback port, with its data in ``directory`` (AOF on,
     so a restart keeps the streams, as a production Redis would)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, persistent: bool = True) -> None:
         self.port = free_port()
         self.directory = directory
+        self.persistent = persistent
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -207,18 +208,9 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--dir",
-                str(self.directory),
-                "--protected-mode",
-                "no",
+                *("--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "no"),
+                *("--save", "", "--dir", str(self.directory)),
+                *("--appendonly", "yes" if self.persistent else "no"),
             ],
             stdout=subprocess.DEVNULL,
         )

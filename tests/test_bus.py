@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import reactivex as rx
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 import rxsse
 from rxsse import EventBus, MessageEvent
 from rxsse.redis import RedisBroker
-from tests.conftest import FrameReader, wait_until
+from tests.conftest import FrameReader, RedisServer, wait_until
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -302,3 +303,46 @@ async def test_bus_is_bound_by_annotation_and_started_by_setup(serve, redis_serv
     stream.close()
     await client.close()
     assert bus.live_subscriptions == 0
+
+
+async def emit_when_up(bus: EventBus, topic: str, data: Any) -> str:
+    """Emit, retrying while Redis is still coming back (poll with a deadline)."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return await emit(bus, topic, data)
+        except (RedisConnectionError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["with-aof", "data-lost"])
+async def test_subscribers_keep_receiving_after_redis_restarts(tmp_path, persistent):
+    server = RedisServer(tmp_path, persistent=persistent)
+    server.start()
+    bus = EventBus(RedisBroker(server.url, block_ms=100))
+    try:
+        await bus.start()
+        events, subscription = collect(bus, "t")
+        await emit(bus, "t", "before")
+        await wait_until(lambda: len(events) == 1)
+        server.stop()
+        with pytest.raises((RedisConnectionError, OSError)):
+            await emit(bus, "t", "while down")  # emits fail loudly while Redis is down
+        server.start()
+        await emit_when_up(bus, "t", "after")
+        await wait_until(lambda: len(events) == 2, timeout=10)
+        assert [e.data for e in events] == ["before", "after"]
+        assert bus.live_subscriptions == 1
+        subscription.dispose()
+    finally:
+        await bus.close()
+        server.stop()
+
+
+async def test_a_bus_with_redis_must_be_started_before_subscribing(redis_server):
+    bus = EventBus(RedisBroker(redis_server.url, prefix=uuid.uuid4().hex))
+    errors: list[Exception] = []
+    bus.on("t").subscribe(on_error=errors.append)
+    assert errors and "start" in str(errors[0])

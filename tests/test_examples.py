@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from examples import custom_events, demo, notifications, progress, ticks
+from rxsse import EventBus
 from tests.conftest import FrameReader, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +120,7 @@ async def test_notifications_require_an_email(serve):
 
 
 async def test_progress_streams_0_to_100_then_completes_and_forgets_the_job(serve):
-    controller = progress.Tasks()
+    controller = progress.Tasks(EventBus())
     client = await serve(progress.create_app(controller))
     async with client.post("/tasks?duration=0.2") as resp:
         assert resp.status == 202
@@ -154,7 +155,7 @@ async def test_progress_rejects_a_bad_duration(serve):
 
 
 async def test_progress_jobs_are_cancelled_on_shutdown(serve):
-    controller = progress.Tasks()
+    controller = progress.Tasks(EventBus())
     client = await serve(progress.create_app(controller))
     async with client.post("/tasks?duration=600") as resp:
         assert resp.status == 202
@@ -218,3 +219,35 @@ async def request_when_up(session, method, url, process) -> str:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.05)
+
+
+async def test_progress_late_client_sees_every_step_and_can_resume(serve):
+    client = await serve(progress.create_app())
+    async with client.post("/tasks?duration=0.3") as resp:
+        created = await resp.json()
+    async with client.get(created["progress"]) as resp:
+        reader = FrameReader(resp)
+        first = await reader.take(3)
+    # The first client left after three events; a browser resumes with its Last-Event-ID.
+    headers = {"Last-Event-ID": first[-1].get("id")}
+    async with client.get(created["progress"], headers=headers) as resp:
+        rest = await FrameReader(resp).rest()
+    percents = [json.loads(f.data)["progress"] for f in first + rest]
+    assert percents == list(range(0, 101, 10))
+
+
+async def test_notifications_resume_with_last_event_id(serve):
+    client = await serve(notifications.create_app())
+    stream = await client.get("/notifications?email=ann@example.com")
+    reader = FrameReader(stream)
+    async with client.post("/verify", json={"email": "ann@example.com"}) as resp:
+        first_id = (await resp.json())["id"]
+    assert (await reader.next()).get("id") == first_id
+    stream.close()
+    for email in ("bob@example.com", "ann@example.com"):
+        async with client.post("/verify", json={"email": email}):
+            pass
+    headers = {"Last-Event-ID": first_id}
+    async with client.get("/notifications?email=ann@example.com", headers=headers) as resp:
+        missed = await FrameReader(resp).next()
+    assert json.loads(missed.data) == {"email": "ann@example.com", "isVerified": True}
