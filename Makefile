@@ -27,6 +27,7 @@ test: lint typecheck  ## ruff, mypy --strict, then the test suite
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.single_stream
+	$(BIN)/python -m bench.fanout
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -27,10 +27,10 @@ from reactivex import operators as ops
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 import rxsse
+from bench.common import CLIENT_CORE, SERVER_CORE, FrameCounter, pin, request, wait_for_port
 from rxsse import MessageEvent
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SERVER_CORE, CLIENT_CORE = 0, 1
 
 
 def make_event(n: int) -> MessageEvent:
@@ -99,19 +99,17 @@ async def drain_observable(events: int) -> float:
 # -- the load client --------------------------------------------------------------------------
 
 
-class FrameCounter(asyncio.Protocol):
-    """Counts SSE frames (blank-line terminators) and nothing else."""
+class _Until(FrameCounter):
+    """Resolves ``done`` with the elapsed seconds once ``expected`` frames have arrived."""
 
     def __init__(self, expected: int, done: asyncio.Future[float]) -> None:
+        super().__init__()
         self.expected = expected
         self.done = done
-        self.count = 0
-        self.tail = b""
         self.start = 0.0
 
     def data_received(self, data: bytes) -> None:
-        self.count += (self.tail + data).count(b"\n\n")
-        self.tail = data[-1:]
+        super().data_received(data)
         if self.count >= self.expected and not self.done.done():
             self.done.set_result(time.perf_counter() - self.start)
 
@@ -124,31 +122,14 @@ async def fetch(port: int, path: str, events: int) -> float:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[float] = loop.create_future()
     transport, protocol = await loop.create_connection(
-        lambda: FrameCounter(events, done), "127.0.0.1", port
+        lambda: _Until(events, done), "127.0.0.1", port
     )
     protocol.start = time.perf_counter()
-    transport.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+    transport.write(request(path))
     try:
         return await asyncio.wait_for(done, timeout=120)
     finally:
         transport.close()
-
-
-async def wait_for_port(port: int) -> None:
-    for _ in range(300):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        return
-    raise RuntimeError("the bench server did not start")
-
-
-def pin(core: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > core:
-        os.sched_setaffinity(0, {core})
 
 
 def best(samples: list[float]) -> float:

@@ -1,0 +1,66 @@
+"""Pieces the benchmarks share: a frame-counting client protocol, CPU pinning, ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+
+SERVER_CORE, CLIENT_CORE = 0, 1
+
+
+class FrameCounter(asyncio.Protocol):
+    """Counts SSE frames (blank-line terminators) on one connection, and nothing else.
+
+    ``on_frames(n)`` is called with each batch's count, so a caller can total many
+    connections cheaply.
+    """
+
+    def __init__(self, on_frames: object = None) -> None:
+        self.count = 0
+        self.tail = b""
+        self.on_frames = on_frames
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        found = (self.tail + data).count(b"\n\n")
+        self.tail = data[-1:]
+        if found:
+            self.count += found
+            if callable(self.on_frames):
+                self.on_frames(found)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+def request(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode()
+
+
+async def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port}") from None
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+
+
+def pin(core: int) -> None:
+    """Keep this process on one core (server and load client on different ones)."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > core:
+        os.sched_setaffinity(0, {core})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
