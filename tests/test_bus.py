@@ -346,3 +346,18 @@ async def test_a_bus_with_redis_must_be_started_before_subscribing(redis_server)
     errors: list[Exception] = []
     bus.on("t").subscribe(on_error=errors.append)
     assert errors and "start" in str(errors[0])
+
+
+async def test_emitting_from_an_rx_callback_keeps_the_global_order(make_bus):
+    bus = await make_bus()
+    everything, all_subscription = collect(bus, "chain.**")
+    # Each "chain.a" event makes a subscriber emit a "chain.b" event from inside on_next.
+    relay = bus.on("chain.a").subscribe(lambda e: bus.emit("chain.b", e.data * 10))
+    for n in range(1, 6):
+        await emit(bus, "chain.a", n)
+    await wait_until(lambda: len(everything) == 10)
+    seqs = [int(e.id.split("-")[0]) for e in everything]
+    assert seqs == sorted(seqs)
+    assert sorted(e.data for e in everything) == [1, 2, 3, 4, 5, 10, 20, 30, 40, 50]
+    relay.dispose()
+    all_subscription.dispose()
