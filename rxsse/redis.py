@@ -140,6 +140,7 @@ class RedisBroker:
         return head
 
     async def close(self) -> None:
+        self._loop = None  # later emits fail at once instead of waiting for a publisher
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -361,3 +361,11 @@ async def test_emitting_from_an_rx_callback_keeps_the_global_order(make_bus):
     assert sorted(e.data for e in everything) == [1, 2, 3, 4, 5, 10, 20, 30, 40, 50]
     relay.dispose()
     all_subscription.dispose()
+
+
+async def test_emit_on_a_closed_redis_bus_fails_at_once(redis_server):
+    bus = EventBus(RedisBroker(redis_server.url, prefix=uuid.uuid4().hex))
+    await bus.start()
+    await bus.close()
+    with pytest.raises(RuntimeError, match="not started"):
+        bus.emit("t", 1)
