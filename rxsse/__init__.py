@@ -6,8 +6,10 @@ Observable completes, and disposes the subscription the moment the client discon
 """
 
 from .bus import Broker, EventBus, MemoryBroker
+from .client import EventSource, EventSourceError, observe
 from .errors import bad_request, json_error
 from .event import MessageEvent
+from .parser import Parser
 from .routing import controller, delete, get, post, put, setup, sse
 from .sources import from_async_iterable
 from .stream import DEFAULT_HEARTBEAT, SSE_HEADERS, StreamSession, open_streams, stream
@@ -17,8 +19,11 @@ __all__ = [
     "SSE_HEADERS",
     "Broker",
     "EventBus",
+    "EventSource",
+    "EventSourceError",
     "MemoryBroker",
     "MessageEvent",
+    "Parser",
     "StreamSession",
     "bad_request",
     "controller",
@@ -26,6 +31,7 @@ __all__ = [
     "from_async_iterable",
     "get",
     "json_error",
+    "observe",
     "open_streams",
     "post",
     "put",

@@ -20,7 +20,8 @@ def from_async_iterable(iterable: AsyncIterable[_T]) -> Observable[_T]:
 
     Each item becomes an ``on_next``; the end of the iteration ``on_completed``; an exception
     ``on_error``. Disposing the subscription cancels the iteration, so an async generator's
-    ``finally`` blocks run. Subscribe from the event loop's thread.
+    ``finally`` blocks run; an iterable with an ``aclose()`` method is closed when the
+    iteration ends, however it ends. Subscribe from the event loop's thread.
 
     Example:
         >>> async def countdown():
@@ -39,6 +40,10 @@ def from_async_iterable(iterable: AsyncIterable[_T]) -> Observable[_T]:
             except Exception as exc:  # the iterable failed: that is the stream's error
                 observer.on_error(exc)
                 return
+            finally:
+                aclose = getattr(iterable, "aclose", None)
+                if aclose is not None:
+                    await aclose()
             observer.on_completed()
 
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(drive())

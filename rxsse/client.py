@@ -1,0 +1,206 @@
+"""A reactive SSE client: ``EventSource`` (a reconnecting async iterator) and ``observe(url)``.
+
+Like a browser's ``EventSource``: it sends ``Accept: text/event-stream`` and, after the first
+event id, ``Last-Event-ID``; when the connection drops or the body ends it waits the reconnection
+time (which the server may change with ``retry:``) and connects again. Unlike a browser, a
+failure that makes reconnecting pointless (a status other than 200, a wrong Content-Type) raises
+:class:`EventSourceError`, and HTTP 204 ends the iteration cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Mapping
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import reactivex as rx
+from reactivex import Observable
+
+from .event import MessageEvent
+from .parser import Parser
+from .sources import from_async_iterable
+
+__all__ = ["EventSource", "EventSourceError", "observe"]
+
+logger = logging.getLogger(__name__)
+
+_NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+
+
+class EventSourceError(Exception):
+    """The server answered in a way that rules out reconnecting (status, Content-Type)."""
+
+    def __init__(self, message: str, *, status: int, content_type: str | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.content_type = content_type
+
+
+class EventSource:
+    """An async iterator of the events of ``url``, reconnecting as a browser does.
+
+    Args:
+        url: the event stream.
+        session: an ``aiohttp.ClientSession`` to use (one is created, and closed, if None).
+        headers: extra request headers.
+        last_event_id: resume after this id (sent as ``Last-Event-ID`` on the first request).
+        retry: seconds to wait before reconnecting, until the server sends ``retry:``.
+        max_reconnects: give up (re-raising the network error) after this many consecutive
+            failed connection attempts; None retries for ever.
+
+    Example:
+        >>> async with EventSource("http://127.0.0.1:8080/ticks") as events:  # doctest: +SKIP
+        ...     async for event in events:
+        ...         print(event.id, event.type, event.data)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        headers: Mapping[str, str] | None = None,
+        last_event_id: str | None = None,
+        retry: float = 3.0,
+        max_reconnects: int | None = None,
+    ) -> None:
+        if retry < 0:
+            raise ValueError(f"retry must be a non-negative number of seconds, not {retry}")
+        self.url = url
+        self._session = session
+        self._own_session = session is None
+        self._headers = dict(headers or {})
+        self._parser = Parser()
+        self._parser.last_event_id = last_event_id or ""
+        self._retry = retry
+        self._max_reconnects = max_reconnects
+        self._events: AsyncGenerator[MessageEvent, None] | None = None
+        self._response: aiohttp.ClientResponse | None = None
+        self._closed = False
+        self.connections = 0  #: how many times a stream was opened (status 200)
+
+    @property
+    def last_event_id(self) -> str:
+        """The last event id received (``""`` if none), sent when reconnecting."""
+        return self._parser.last_event_id
+
+    @property
+    def retry(self) -> float:
+        """The current reconnection delay in seconds (the server's ``retry:`` wins)."""
+        if self._parser.retry is not None:
+            return self._parser.retry / 1000
+        return self._retry
+
+    def __aiter__(self) -> EventSource:
+        return self
+
+    async def __anext__(self) -> MessageEvent:
+        if self._closed:
+            raise StopAsyncIteration
+        if self._events is None:
+            self._events = self._run()
+        return await self._events.__anext__()
+
+    async def __aenter__(self) -> EventSource:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def aclose(self) -> None:
+        """Same as :meth:`close` (so ``contextlib.aclosing`` and Rx adapters can close it)."""
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection (and the session, if this object created it)."""
+        self._closed = True
+        if self._response is not None:
+            self._response.close()  # ends a read in progress in another task, too
+        events, self._events = self._events, None
+        if events is not None and not getattr(events, "ag_running", False):
+            await events.aclose()
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _run(self) -> AsyncGenerator[MessageEvent, None]:
+        failures = 0
+        while not self._closed:
+            try:
+                async for event in self._connect():
+                    failures = 0
+                    yield event
+                failures = 0  # the body ended normally
+                if self._closed:
+                    return
+            except _StopStream:
+                return
+            except _NETWORK_ERRORS as exc:
+                failures += 1
+                if self._max_reconnects is not None and failures > self._max_reconnects:
+                    raise
+                logger.info("event stream %s lost (%s); reconnecting", self.url, exc)
+            await asyncio.sleep(self.retry)
+
+    async def _connect(self) -> AsyncGenerator[MessageEvent, None]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **self._headers}
+        if self._parser.last_event_id:
+            headers["Last-Event-ID"] = self._parser.last_event_id
+        # No total or read timeout: an event stream may rightly stay quiet for a long time.
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None, sock_connect=30)
+        async with self._session.get(self.url, headers=headers, timeout=timeout) as response:
+            _check(response)
+            self.connections += 1
+            self._response = response
+            try:
+                async for chunk in response.content.iter_any():
+                    for event in self._parser.feed(chunk):
+                        yield event
+            finally:
+                self._response = None
+                self._parser.finish()
+
+
+class _StopStream(Exception):
+    """HTTP 204: the server asks the client to stop reconnecting."""
+
+
+def _check(response: aiohttp.ClientResponse) -> None:
+    content_type = response.headers.get("Content-Type")
+    if response.status == 204:
+        raise _StopStream
+    if response.status != 200:
+        raise EventSourceError(
+            f"{response.url} answered {response.status} {response.reason}, not 200",
+            status=response.status,
+            content_type=content_type,
+        )
+    essence = (content_type or "").split(";", 1)[0].strip().lower()
+    if essence != "text/event-stream":
+        raise EventSourceError(
+            f"{response.url} answered Content-Type {content_type!r}, not text/event-stream",
+            status=response.status,
+            content_type=content_type,
+        )
+
+
+def observe(url: str, **options: Any) -> Observable[MessageEvent]:
+    """The events of ``url`` as an Observable: each subscription opens its own
+    :class:`EventSource` (``options`` are its keyword arguments); disposing it closes the HTTP
+    connection. The Observable completes on HTTP 204 and fails with :class:`EventSourceError`.
+
+    Example:
+        >>> ticks = observe("http://127.0.0.1:8080/ticks")
+        >>> ticks.pipe(ops.take(3)).subscribe(print)  # doctest: +SKIP
+    """
+    return rx.defer(lambda _scheduler: from_async_iterable(EventSource(url, **options)))
