@@ -4,7 +4,8 @@
 ``addEventListener("UPDATE", ...)`` sees them, not ``onmessage``) with the time in ``tz``, every
 ``period`` seconds, ids 0, 1, 2, ... and ends after ``limit`` events. A browser that reconnects
 sends ``Last-Event-ID`` and the stream resumes after it; once every event was sent the answer
-is 204, which tells the browser to stop reconnecting.
+is 204, which tells the browser to stop reconnecting. ``batch=N`` ends each response after N
+events (the browser reconnects after ``retry`` milliseconds and resumes), to show just that.
 
 Run it: ``python -m examples.custom_events`` then
 ``curl -N 'http://127.0.0.1:8080/custom-events?tz=Asia/Kolkata&period=0.5&limit=5'``.
@@ -44,11 +45,16 @@ class CustomEvents:
         tz: str = "UTC",
         period: float = 1.0,
         limit: int = 100,
+        batch: int | None = None,
+        retry: int = RETRY_MS,
         last_event_id: int | None = None,
     ) -> rx.Observable[MessageEvent] | web.Response:
         zone = _zone(tz)
         within(period, 0.01, 3600, parameter="period", unit="seconds")
         within(limit, 1, MAX_LIMIT, parameter="limit")
+        within(retry, 0, 60_000, parameter="retry", unit="milliseconds")
+        if batch is not None:
+            within(batch, 1, MAX_LIMIT, parameter="batch")
         first = 0
         if last_event_id is not None:
             first = int(within(last_event_id, 0, MAX_LIMIT, parameter="last_event_id")) + 1
@@ -61,11 +67,12 @@ class CustomEvents:
                 {"count": count, "dateTime": now, "timezone": tz},
                 id=count,
                 type="UPDATE",
-                retry=RETRY_MS,
+                retry=retry,
             )
 
+        count = min(limit - first, batch or limit)
         return rx.timer(0.0, period).pipe(
-            ops.take(limit - first),  # completing the Observable ends the response
+            ops.take(count),  # completing the Observable ends the response
             ops.map(lambda n: update(first + n)),
         )
 
