@@ -230,19 +230,25 @@ def test_emit_rejects_a_type_with_a_line_break():
 async def test_emitting_from_threads(bus):
     events, subscription = collect(bus, "threads")
     per_thread, threads = 500, 4
+    ids: list[str] = []
+    errors: list[BaseException] = []
 
     def produce(name: int) -> None:
-        pending = [bus.emit("threads", [name, n]) for n in range(per_thread)]
-        for result in pending:  # a Redis emit from a thread is a concurrent future
-            if not isinstance(result, str):
-                result.result(timeout=30)  # type: ignore[union-attr]
+        try:
+            pending = [bus.emit("threads", [name, n]) for n in range(per_thread)]
+            for result in pending:  # a Redis emit from a thread is a concurrent future
+                ids.append(result if isinstance(result, str) else result.result(timeout=30))  # type: ignore[union-attr]
+        except BaseException as exc:
+            errors.append(exc)
 
     workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
     for worker in workers:
         worker.start()
     await wait_until(lambda: len(events) == per_thread * threads, timeout=30)
-    for worker in workers:
-        worker.join()
+    # Wait for the threads without blocking the loop: it resolves their futures.
+    await wait_until(lambda: not any(worker.is_alive() for worker in workers), timeout=30)
+    assert errors == []
+    assert sorted(ids) == sorted(e.id for e in events)
     for name in range(threads):
         assert [e.data[1] for e in events if e.data[0] == name] == list(range(per_thread))
     seqs = [int(e.id.split("-")[0]) for e in events]
