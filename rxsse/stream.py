@@ -12,8 +12,8 @@ import json
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterable, Callable, Mapping
-from typing import Any, Final, Generic, Literal, TypeVar
+from collections.abc import AsyncIterable, Mapping
+from typing import Any, Final, Literal
 
 from aiohttp import web
 from reactivex import Observable, abc
@@ -22,6 +22,7 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 from .errors import json_error
 from .event import MessageEvent, encode_comment
 from .sources import from_async_iterable
+from .writing import Flusher, PerLoop, write_now
 
 __all__ = [
     "DEFAULT_HEARTBEAT",
@@ -50,6 +51,13 @@ _HEARTBEAT_FRAME: Final = encode_comment("ping")
 _WATCH_INTERVAL: Final = 0.25
 
 _End = Literal["completed", "error", "shutdown", "disconnected", "cancelled"]
+# A stream that wrote within this many seconds holds its next frames back for the rest of the
+# window (or until this many bytes are pending): one write for many events when a source is
+# fast, no delay when it is not.
+_COALESCE_WINDOW: Final = 0.001
+_COALESCE_BYTES: Final = 32 * 1024
+# Ends after which nothing more can be written.
+_GONE: Final = ("disconnected", "cancelled")
 
 
 async def stream(
@@ -92,19 +100,26 @@ class StreamSession:
 
     __slots__ = (
         "__weakref__",
+        "_blocked",
+        "_deferred",
+        "_done",
         "_end",
         "_error",
+        "_flusher",
         "_heartbeat",
         "_heartbeat_handle",
-        "_last_write",
+        "_last_flush",
         "_loop",
+        "_open",
         "_pending",
+        "_pending_bytes",
+        "_queued",
         "_request",
         "_response",
         "_subscription",
         "_thread",
-        "_waiter",
         "_watch",
+        "_wrote",
     )
 
     def __init__(
@@ -116,13 +131,20 @@ class StreamSession:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._pending: list[bytes] = []
-        self._waiter: asyncio.Future[None] | None = None
+        self._pending_bytes = 0
+        self._last_flush = 0.0
+        self._deferred: asyncio.TimerHandle | None = None  # a hot stream's delayed flush
+        self._open = False  # headers sent: frames may be written
+        self._queued = False  # waiting in the flusher's queue
+        self._blocked: asyncio.Task[None] | None = None  # a write waiting for the transport
+        self._wrote = False  # output since the last heartbeat check
+        self._done: asyncio.Future[None] = self._loop.create_future()
         self._subscription: abc.DisposableBase | None = None
         self._end: _End | None = None
         self._error: BaseException | None = None
         self._heartbeat_handle: asyncio.TimerHandle | None = None
-        self._last_write = 0.0
         self._watch = _watch()
+        self._flusher = _flusher()
 
     @property
     def request(self) -> web.Request:
@@ -135,7 +157,7 @@ class StreamSession:
         return self._end is not None
 
     async def run(self, source: Observable[Any]) -> web.StreamResponse:
-        """Subscribe, send the headers, pump frames until the end; return the response."""
+        """Subscribe, send the headers, stream frames until the end; return the response."""
         registry = self._request.config_dict.get(_OPEN_STREAMS)
         try:
             try:
@@ -154,11 +176,15 @@ class StreamSession:
             if self._end == "error" and not self._pending:
                 raise _http_error(self._error)
             await self._response.prepare(self._request)
+            self._open = True
             if registry is not None:
                 registry.add(self)
             self._watch.add(self)
-            self._schedule_heartbeat(self._heartbeat)
-            await self._pump()
+            self._schedule_heartbeat()
+            if self._pending:
+                self._queue_flush()
+            await self._done
+            await self._close_response()
         except asyncio.CancelledError:
             self._finish("cancelled")
             raise
@@ -166,6 +192,10 @@ class StreamSession:
             self._finish("cancelled")  # no-op unless an unexpected exception got here
             if self._heartbeat_handle is not None:
                 self._heartbeat_handle.cancel()
+            if self._deferred is not None:
+                self._deferred.cancel()
+            if self._blocked is not None and self._end != "completed":
+                self._blocked.cancel()
             if registry is not None:
                 registry.discard(self)
         return self._response
@@ -206,7 +236,66 @@ class StreamSession:
             self._fail(exc)
             return
         self._pending.append(frame)
-        self._wake()
+        self._pending_bytes += len(frame)
+        if self._queued or not self._open or self._blocked is not None:
+            return
+        if self._deferred is None or self._pending_bytes >= _COALESCE_BYTES:
+            self._queued = True
+            self._flusher.add(self)
+
+    def _queue_flush(self) -> None:
+        if not self._queued:
+            self._queued = True
+            self._flusher.add(self)
+
+    def flush(self) -> None:
+        """Write every pending frame in one write (the flusher calls this once per iteration).
+
+        A stream that wrote less than :data:`_COALESCE_WINDOW` ago is hot (its source emits
+        faster than the loop turns): its frames wait for the rest of the window, or until
+        :data:`_COALESCE_BYTES` are pending, so that a fast stream pays one system call for
+        many events instead of one each. A quiet stream's frame goes out at once.
+        """
+        self._queued = False
+        pending = self._pending
+        if not pending or self._blocked is not None or self._end in _GONE:
+            return
+        now = self._loop.time()
+        if now - self._last_flush < _COALESCE_WINDOW and self._pending_bytes < _COALESCE_BYTES:
+            if self._deferred is None:
+                self._deferred = self._loop.call_at(
+                    self._last_flush + _COALESCE_WINDOW, self._flush_deferred
+                )
+            return
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = None
+        self._last_flush = now
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._pending_bytes = 0
+        self._wrote = True
+        try:
+            self._blocked = write_now(self._response, data)
+        except ConnectionError:
+            self._finish("disconnected")
+            return
+        if self._blocked is not None:  # a slow client: resume once the transport drains
+            self._blocked.add_done_callback(self._drained)
+
+    def _flush_deferred(self) -> None:
+        self._deferred = None
+        self._last_flush = 0.0  # the window is over: flush now
+        self.flush()
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        self._blocked = None
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            self._finish("disconnected")
+        elif self._pending and self._end is None:
+            self._queue_flush()
 
     def _fail(self, error: BaseException) -> None:
         if self._end is None:
@@ -225,56 +314,44 @@ class StreamSession:
                 subscription.dispose()
             except Exception:
                 logger.exception("disposing the subscription of %s failed", self._request.path)
-        self._wake()
+        if not self._done.done():
+            self._done.set_result(None)
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+    async def _close_response(self) -> None:
+        """After the end: write what is left (and an error frame), then end the response."""
+        if self._end in _GONE:
+            return
+        response = self._response
+        try:
+            if self._blocked is not None:
+                await self._blocked
+            if self._deferred is not None:
+                self._deferred.cancel()
+            if self._pending:
+                await response.write(b"".join(self._pending))
+                self._pending.clear()
+            if self._end == "error":
+                await response.write(_error_frame(self._error, self._request))
+            await response.write_eof()
+        except ConnectionError:
+            self._pending.clear()
 
     def _transport_lost(self) -> bool:
         transport = self._request.transport
         return transport is None or transport.is_closing()
 
-    async def _pump(self) -> None:
-        """Write pending frames as they come; one write carries every frame queued meanwhile."""
-        response = self._response
-        pending = self._pending
-        try:
-            while True:
-                if pending:
-                    data = pending[0] if len(pending) == 1 else b"".join(pending)
-                    pending.clear()
-                    await response.write(data)
-                    self._last_write = self._loop.time()
-                elif self._end is not None:
-                    break
-                else:
-                    self._waiter = self._loop.create_future()
-                    await self._waiter
-            if self._end == "error":
-                await response.write(_error_frame(self._error, self._request))
-            if self._end != "disconnected":
-                await response.write_eof()
-        except ConnectionError:
-            pending.clear()
-            self._finish("disconnected")
-
-    def _schedule_heartbeat(self, delay: float | None) -> None:
-        if delay is not None and self._end is None:
-            self._heartbeat_handle = self._loop.call_later(delay, self._heartbeat_due)
+    def _schedule_heartbeat(self) -> None:
+        if self._heartbeat is not None and self._end is None:
+            self._heartbeat_handle = self._loop.call_later(self._heartbeat, self._heartbeat_due)
 
     def _heartbeat_due(self) -> None:
-        assert self._heartbeat is not None
-        idle = self._loop.time() - self._last_write
-        if idle >= self._heartbeat:
+        # A flag set by writes, checked once a period: nothing to pay per event. The comment
+        # goes out after between one and two periods without output.
+        if not self._wrote and self._end is None:
             self._pending.append(_HEARTBEAT_FRAME)
-            self._wake()
-            self._schedule_heartbeat(self._heartbeat)
-        else:
-            self._schedule_heartbeat(self._heartbeat - idle)
+            self._queue_flush()
+        self._wrote = False
+        self._schedule_heartbeat()
 
 
 def _http_error(error: BaseException | None) -> web.HTTPException:
@@ -297,25 +374,6 @@ def _error_frame(error: BaseException | None, request: web.Request) -> bytes:
 
 
 # -- per-loop shared state --------------------------------------------------------------------
-
-_T = TypeVar("_T")
-
-
-class _PerLoop(Generic[_T]):
-    """One ``factory(loop)`` object per event loop, created on first use, gone with the loop."""
-
-    def __init__(self, factory: Callable[[asyncio.AbstractEventLoop], _T]) -> None:
-        self._factory = factory
-        self._items: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _T] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def get(self) -> _T:
-        loop = asyncio.get_running_loop()
-        item = self._items.get(loop)
-        if item is None:
-            item = self._items[loop] = self._factory(loop)
-        return item
 
 
 class _DisconnectWatch:
@@ -348,8 +406,9 @@ class _DisconnectWatch:
 
 
 # The running loop's scheduler, so time-based sources given no scheduler tick on it.
-_scheduler = _PerLoop(AsyncIOScheduler).get
-_watch = _PerLoop(_DisconnectWatch).get
+_scheduler = PerLoop(AsyncIOScheduler).get
+_watch = PerLoop(_DisconnectWatch).get
+_flusher = PerLoop(Flusher).get
 
 
 # -- the app's open streams, ended on shutdown ------------------------------------------------
