@@ -291,3 +291,18 @@ async def test_shutdown_ends_open_streams(serve):
     await shutdown
     assert live.live == 0
     assert rxsse.open_streams(app) == []
+
+
+async def test_a_client_that_reads_late_gets_every_frame_in_order(serve):
+    payload = "x" * 1000
+    app = app_streaming(lambda r: rx.range(0, 5000).pipe(ops.map(lambda n: f"{n} {payload}")))
+    client = await serve(app)
+    resp = await client.get("/s")
+    # Do not read until the server's writes wait for the transport to drain.
+    await wait_until(
+        lambda: any(s._blocked is not None for s in rxsse.open_streams(app)),
+        message="the server blocked on a full transport",
+    )
+    frames = await FrameReader(resp).rest(timeout=30)
+    assert [int(f.data.split()[0]) for f in frames] == list(range(5000))
+    assert all(f.data.endswith(payload) for f in frames)
