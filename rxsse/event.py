@@ -14,9 +14,14 @@ forging fields or events lives here:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["MessageEvent", "encode_comment"]
+
+
+# Compact UTF-8 JSON, made once: json.dumps with options builds an encoder on every call.
+# NaN and infinity are refused: JSON.parse in a browser cannot read them.
+_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _split_lines(text: str) -> list[str]:
@@ -86,10 +91,11 @@ class MessageEvent:
             type = event
         setter = object.__setattr__
         setter(self, "data", data)
-        setter(self, "id", _check_id(id))
-        setter(self, "type", _check_type(type))
-        setter(self, "retry", _check_retry(retry))
-        setter(self, "comment", _check_comment(comment))
+        # The checks run only for the fields given: a data-only event pays for none of them.
+        setter(self, "id", None if id is None else _check_id(id))
+        setter(self, "type", None if type is None else _check_type(type))
+        setter(self, "retry", None if retry is None else _check_retry(retry))
+        setter(self, "comment", None if comment is None else _check_comment(comment))
         setter(self, "_encoded", None)
 
     def encode(self) -> bytes:
@@ -97,6 +103,8 @@ class MessageEvent:
 
         Raises:
             TypeError: when ``data`` is not ``str`` and cannot be serialised as JSON.
+            ValueError: when ``data`` holds NaN or infinity (which JSON cannot carry) or text
+                that is not valid Unicode.
         """
         encoded: bytes | None = self._encoded
         if encoded is None:
@@ -105,6 +113,16 @@ class MessageEvent:
         return encoded
 
     def _encode(self) -> bytes:
+        data = self.data
+        if (
+            self.id is None
+            and self.type is None
+            and self.retry is None
+            and self.comment is None
+            and data is not None
+            and not isinstance(data, str)
+        ):  # the common case, a JSON payload alone: one string, one encode
+            return ("data: " + _JSON.encode(data) + "\n\n").encode()
         parts: list[str] = []
         if self.comment is not None:
             parts.extend(f": {line}\n" for line in _split_lines(self.comment))
@@ -114,13 +132,11 @@ class MessageEvent:
             parts.append(f"event: {self.type}\n")
         if self.retry is not None:
             parts.append(f"retry: {self.retry}\n")
-        data = self.data
         if data is not None:
             if isinstance(data, str):
                 parts.extend(f"data: {line}\n" for line in _split_lines(data))
             else:
-                text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-                parts.append(f"data: {text}\n")
+                parts.append(f"data: {_JSON.encode(data)}\n")
         parts.append("\n")
         return "".join(parts).encode()
 

@@ -128,3 +128,14 @@ def test_events_are_immutable():
 
 def test_repr_shows_the_fields_that_are_set():
     assert repr(MessageEvent("x", id="1")) == "MessageEvent(data='x', id='1')"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), {"x": float("-inf")}])
+def test_nan_and_infinity_are_refused_as_browsers_cannot_parse_them(bad):
+    with pytest.raises(ValueError):
+        MessageEvent(bad).encode()
+
+
+def test_fast_path_and_general_path_encode_alike():
+    data = {"n": 1, "name": "Zoë", "list": [1.5, None, True]}
+    assert MessageEvent(data).encode() == MessageEvent(data, comment="x").encode()[4:]

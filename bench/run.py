@@ -1,0 +1,436 @@
+"""``make bench``: rxsse beside raw aiohttp, aiohttp-sse and sse-starlette, in one run.
+
+Every server runs in its own process pinned to one core (``bench/servers.py``); this process is
+the load client, pinned to the other core, on uvloop when installed, counting frames with an
+asyncio Protocol and nothing more. Scenarios:
+
+- single stream: 100,000 small JSON events as fast as the server makes them (events/s), beside
+  the rxsse pipeline's Observable drained by a no-op observer (the Rx ceiling);
+- broadcast to 1,000 and 5,000 clients: 200 events emitted 50 ms apart, the time from each emit
+  to the last client having it (p50, p99, max); then 200 events in a burst, the time until every
+  client has all of them (deliveries/s) and the server's CPU time per delivered event;
+- idle memory: the server's RSS growth per open idle connection, at 5,000 connections.
+
+It prints markdown tables, writes them to ``bench/results/bench.md`` with a plot
+``bench/results/bench.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    CLIENT_CORE,
+    SERVER_CORE,
+    FrameCounter,
+    free_port,
+    pin,
+    request,
+    wait_for_port,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+KINDS = ["raw", "rxsse", "aiohttp-sse", "sse-starlette"]
+LABELS = {
+    "raw": "raw aiohttp (pre-encoded, the limit)",
+    "rxsse": "**rxsse**",
+    "aiohttp-sse": "aiohttp-sse",
+    "sse-starlette": "sse-starlette (uvicorn)",
+}
+PACED_INTERVAL = 0.05
+
+
+class Server:
+    """One server process of a kind, pinned to the server core."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.servers", kind, str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,  # uvicorn complains about streams cut at the end
+        )
+
+    async def __aenter__(self) -> Server:
+        await wait_for_port(self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def http(self, method: str, path: str) -> Any:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            writer.write(
+                f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            raw = await reader.read()
+        finally:
+            writer.close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        if b"chunked" in head.lower():
+            body = _dechunk(body)
+        return json.loads(body)
+
+
+def _dechunk(body: bytes) -> bytes:
+    out, rest = b"", body
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        out, rest = out + rest[:size], rest[size + 2 :]
+    return out
+
+
+# -- single stream ------------------------------------------------------------------------------
+
+
+async def single_stream(server: Server, events: int) -> float:
+    """Seconds from the request to the last of ``events`` frames."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[float] = loop.create_future()
+    started = time.perf_counter()
+    received = 0
+
+    def on_frames(count: int) -> None:
+        nonlocal received
+        received += count
+        if received >= events and not done.done():
+            done.set_result(time.perf_counter() - started)
+
+    transport, _ = await loop.create_connection(
+        lambda: FrameCounter(on_frames), "127.0.0.1", server.port
+    )
+    started = time.perf_counter()
+    transport.write(request(f"/single?n={events}"))
+    try:
+        return await asyncio.wait_for(done, timeout=120)
+    finally:
+        transport.close()
+
+
+def rx_ceiling(events: int, rounds: int, *, encoded: bool) -> float:
+    """Best events/s of the rxsse single-stream Observable drained by a no-op observer, in a
+    process on the server's core; with ``encoded``, each event also made into its frame."""
+    command = [sys.executable, "-m", "bench.run", "--ceiling", str(events)]
+    command += ["--rounds", str(rounds)] + (["--encoded"] if encoded else [])
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    return events / min(float(x) for x in out.stdout.split())
+
+
+async def drain_observable(events: int, encoded: bool) -> float:
+    import reactivex as rx
+    from reactivex import operators as ops
+    from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+    from bench.servers import FIELDS
+    from rxsse import MessageEvent
+
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    started = time.perf_counter()
+    # The very Observable rxsse's /single handler returns; with `encoded`, the frames too,
+    # as `rx.range(n).pipe(ops.map(frame))` does.
+    source = rx.range(events).pipe(ops.map(lambda i: MessageEvent({"n": i, **FIELDS})))
+    if encoded:
+        source = source.pipe(ops.map(MessageEvent.encode))
+    source.subscribe(
+        lambda _: None,
+        done.set_exception,
+        lambda: done.set_result(None),
+        scheduler=AsyncIOScheduler(loop),
+    )
+    await done
+    return time.perf_counter() - started
+
+
+# -- broadcast ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Arrivals:
+    """Per event index: how many clients have it, and when the last one got it."""
+
+    clients: int
+    counts: list[int] = field(default_factory=lambda: [0] * 1000)
+    last: dict[int, float] = field(default_factory=dict)
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+    target: int = 0
+
+    def on_frames(self, first: int, count: int) -> None:
+        now = time.monotonic()
+        counts = self.counts
+        for k in range(first, first + count):
+            counts[k] += 1
+            if counts[k] == self.clients:
+                self.last[k] = now
+                if k + 1 >= self.target and len(self.last) >= self.target:
+                    self.complete.set()
+
+
+class Client(FrameCounter):
+    def __init__(self, arrivals: Arrivals) -> None:
+        super().__init__()
+        self.arrivals = arrivals
+
+    def data_received(self, data: bytes) -> None:
+        found = (self.tail + data).count(b"\n\n")
+        self.tail = data[-1:]
+        if found:
+            self.arrivals.on_frames(self.count, found)
+            self.count += found
+
+
+async def broadcast(server: Server, clients: int, events: int) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    arrivals = Arrivals(clients)
+    rss_before = server.rss_kib()
+    transports = []
+    for start in range(0, clients, 250):
+        batch = await asyncio.gather(
+            *(
+                loop.create_connection(lambda: Client(arrivals), "127.0.0.1", server.port)
+                for _ in range(min(250, clients - start))
+            )
+        )
+        for transport, _ in batch:
+            transport.write(request("/broadcast"))
+            transports.append(transport)
+    deadline = time.monotonic() + 60
+    while (await server.http("GET", "/stats"))["subscribers"] < clients:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{server.kind}: clients did not all subscribe")
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # let the server settle before reading its memory
+    rss_after = server.rss_kib()
+    try:
+        # paced: the latency of each event to the last client
+        arrivals.target = events
+        emitted = await server.http("POST", f"/emit?n={events}&interval={PACED_INTERVAL}")
+        await asyncio.wait_for(arrivals.complete.wait(), timeout=120)
+        latencies = sorted(arrivals.last[k] - emitted[k] for k in range(events))
+        # burst: everything at once, until every client has every event
+        arrivals.complete.clear()
+        arrivals.target = 2 * events
+        cpu_before = server.cpu_seconds()
+        started = time.monotonic()
+        await server.http("POST", f"/emit?n={events}&interval=0")
+        await asyncio.wait_for(arrivals.complete.wait(), timeout=120)
+        total = max(arrivals.last[k] for k in range(events, 2 * events)) - started
+        cpu = server.cpu_seconds() - cpu_before
+    finally:
+        for transport in transports:
+            transport.close()
+    deliveries = clients * events
+    return {
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "max_ms": 1000 * latencies[-1],
+        "burst_s": total,
+        "deliveries_per_s": deliveries / total,
+        "cpu_us_per_delivery": 1e6 * cpu / deliveries,
+        "rss_per_conn_kib": (rss_after - rss_before) / clients,
+    }
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+async def measure(kinds: list[str], events: int, rounds: int, sizes: list[int]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for kind in kinds:
+        result: dict[str, Any] = {}
+        async with Server(kind) as server:
+            await single_stream(server, events)  # warm up (and let raw pre-encode its frames)
+            seconds = [await single_stream(server, events) for _ in range(rounds)]
+            result["single"] = events / min(seconds)
+        for size in sizes:
+            async with Server(kind) as server:
+                result[size] = await broadcast(server, size, 200)
+        print(f"{kind}: {result}", flush=True)
+        results[kind] = result
+    return results
+
+
+def ratio(value: float, limit: float) -> str:
+    return f"{value / limit:.2f}" if limit else "-"
+
+
+def tables(
+    results: dict[str, Any], ceiling: float, bare: float, events: int, sizes: list[int]
+) -> str:
+    raw = results["raw"]
+    uvloop = "uvloop" if _has_uvloop() else "asyncio"
+    lines = [
+        f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}, {uvloop} event loop; server and load client pinned to "
+        "separate cores.",
+        "",
+        f"Single stream, {events:,} small JSON events, best of the rounds:",
+        "",
+        "| server | events/s | x limit | x Rx ceiling | x aiohttp-sse | x sse-starlette |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    peers = {k: results[k]["single"] for k in ("aiohttp-sse", "sse-starlette") if k in results}
+    for kind in results:
+        value = results[kind]["single"]
+        lines.append(
+            f"| {LABELS[kind]} | {value:,.0f} | {ratio(value, raw['single'])} "
+            f"| {ratio(value, ceiling)} | {ratio(value, peers.get('aiohttp-sse', 0))} "
+            f"| {ratio(value, peers.get('sse-starlette', 0))} |"
+        )
+    lines.append(
+        "| Rx ceiling: rxsse's Observable, each event made into its frame, no-op observer, "
+        f"no I/O | {ceiling:,.0f} | {ratio(ceiling, raw['single'])} | 1.00 | | |"
+    )
+    lines.append(
+        f"| the same Observable without making frames | {bare:,.0f} "
+        f"| {ratio(bare, raw['single'])} | {ratio(bare, ceiling)} | | |"
+    )
+    for size in sizes:
+        lines += [
+            "",
+            f"Broadcast to {size:,} clients, 200 events (latency: paced "
+            f"{PACED_INTERVAL * 1000:.0f} ms apart, emit to the last client; throughput and CPU: "
+            "a burst of 200):",
+            "",
+            "| server | p50 ms | p99 ms | max ms | p99 x raw | deliveries/s | x raw "
+            "| CPU µs/delivery |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for kind in results:
+            r = results[kind][size]
+            lines.append(
+                f"| {LABELS[kind]} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} "
+                f"| {ratio(r['p99_ms'], raw[size]['p99_ms'])} | {r['deliveries_per_s']:,.0f} "
+                f"| {ratio(r['deliveries_per_s'], raw[size]['deliveries_per_s'])} "
+                f"| {r['cpu_us_per_delivery']:.2f} |"
+            )
+    largest = max(sizes)
+    lines += [
+        "",
+        f"Idle memory: server RSS growth per open connection, at {largest:,} connections:",
+        "",
+        "| server | KiB per connection | x raw |",
+        "|---|---:|---:|",
+    ]
+    for kind in results:
+        value = results[kind][largest]["rss_per_conn_kib"]
+        lines.append(
+            f"| {LABELS[kind]} | {value:.1f} | {ratio(value, raw[largest]['rss_per_conn_kib'])} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], ceiling: float, sizes: list[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = list(results)
+    names = [LABELS[k].replace("**", "") for k in kinds]
+    colors = ["#888888" if k == "raw" else "#d62728" if k == "rxsse" else "#1f77b4" for k in kinds]
+    largest = max(sizes)
+    figure, axes = plt.subplots(1, 4, figsize=(18, 4.5))
+    panels = [
+        ("single stream (events/s)", [results[k]["single"] for k in kinds]),
+        (
+            f"broadcast {largest:,}: p99 latency (ms)",
+            [results[k][largest]["p99_ms"] for k in kinds],
+        ),
+        (
+            f"broadcast {largest:,}: deliveries/s",
+            [results[k][largest]["deliveries_per_s"] for k in kinds],
+        ),
+        (
+            "idle memory (KiB / connection)",
+            [results[k][largest]["rss_per_conn_kib"] for k in kinds],
+        ),
+    ]
+    for axis, (title, values) in zip(axes, panels, strict=True):
+        axis.barh(names, values, color=colors)
+        axis.set_title(title)
+        axis.invert_yaxis()
+        if title.startswith("single"):
+            axis.axvline(ceiling, linestyle="--", color="black", linewidth=1)
+            axis.text(ceiling, len(names) - 0.5, " Rx ceiling", va="center")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--kinds", nargs="+", default=KINDS)
+    parser.add_argument("--ceiling", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--encoded", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if _has_uvloop():
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    if args.ceiling:
+        pin(SERVER_CORE)
+        runs = (
+            asyncio.run(drain_observable(args.ceiling, args.encoded)) for _ in range(args.rounds)
+        )
+        print(*runs)
+        return
+    pin(CLIENT_CORE)
+    started = time.monotonic()
+    results = asyncio.run(measure(args.kinds, args.events, args.rounds, args.sizes))
+    ceiling = rx_ceiling(args.events, args.rounds, encoded=True)
+    bare = rx_ceiling(args.events, args.rounds, encoded=False)
+    text = tables(results, ceiling, bare, args.events, args.sizes)
+    print(text)
+    print(f"\n(bench took {time.monotonic() - started:.0f} s)")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench.md").write_text(text + "\n")
+    summary = {"results": results, "ceiling": ceiling, "bare_observable": bare}
+    (RESULTS / "bench.json").write_text(json.dumps(summary))
+    plot(results, ceiling, args.sizes, RESULTS / "bench.png")
+
+
+if __name__ == "__main__":
+    main()

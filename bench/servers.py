@@ -1,0 +1,263 @@
+"""The servers the benchmark compares, each with the same endpoints:
+
+- ``GET /single?n=N``: one stream of N small JSON events, as fast as the server makes them;
+- ``GET /broadcast``: join the broadcast;
+- ``GET /stats``: ``{"subscribers": k}``;
+- ``POST /emit?n=N&interval=S``: emit N broadcast events, S seconds apart; answers the
+  ``time.monotonic()`` of each emit (the load client, on the same machine, compares).
+
+Kinds: ``rxsse``, ``raw`` (aiohttp with pre-encoded frames: the limit), ``aiohttp-sse`` and
+``sse-starlette`` (on uvicorn). Every frame ends in a blank line written as ``\\n\\n``.
+Run one: ``python -m bench.servers KIND PORT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+
+from bench.common import SERVER_CORE, pin
+
+FIELDS = {"user": "ann", "ok": True}
+
+
+def event_json(n: int) -> str:
+    return json.dumps({"n": n, **FIELDS}, separators=(",", ":"))
+
+
+def emit_params(query: Any) -> tuple[int, float]:
+    return int(query["n"]), float(query.get("interval", "0"))
+
+
+async def pace(count: int, interval: float, emit_one: Any) -> list[float]:
+    """Call ``emit_one(k)`` for k in range(count), ``interval`` apart; the times of each."""
+    times = []
+    for k in range(count):
+        times.append(time.monotonic())
+        result = emit_one(k)
+        if asyncio.iscoroutine(result):
+            await result
+        if interval:
+            await asyncio.sleep(interval)
+    return times
+
+
+def rxsse_app() -> web.Application:
+    import reactivex as rx
+    from reactivex import operators as ops
+    from reactivex.subject import Subject
+
+    import rxsse
+    from rxsse import MessageEvent
+
+    subject: Subject[MessageEvent] = Subject()
+
+    async def single(request: web.Request) -> web.StreamResponse:
+        n = int(request.query["n"])
+        source = rx.range(n).pipe(ops.map(lambda i: MessageEvent({"n": i, **FIELDS})))
+        return await rxsse.stream(request, source, heartbeat=None)
+
+    async def broadcast(request: web.Request) -> web.StreamResponse:
+        return await rxsse.stream(request, subject, heartbeat=None)
+
+    async def emit(request: web.Request) -> web.Response:
+        count, interval = emit_params(request.query)
+        times = await pace(
+            count, interval, lambda k: subject.on_next(MessageEvent({"n": k, **FIELDS}))
+        )
+        return web.json_response(times)
+
+    return _aiohttp_app(single, broadcast, emit, lambda: len(subject.observers), rxsse.setup)
+
+
+def raw_app() -> web.Application:
+    responses: set[web.StreamResponse] = set()
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    encoded: dict[int, list[bytes]] = {}
+
+    async def single(request: web.Request) -> web.StreamResponse:
+        n = int(request.query["n"])
+        if n not in encoded:  # pre-encoded once, outside the measured requests after the first
+            encoded[n] = [f"data: {event_json(i)}\n\n".encode() for i in range(n)]
+        frames = encoded[n]
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        for start in range(0, n, 256):
+            await response.write(b"".join(frames[start : start + 256]))
+        await response.write_eof()
+        return response
+
+    async def broadcast(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        responses.add(response)
+        try:
+            await asyncio.Event().wait()  # until the benchmark stops the server
+        finally:
+            responses.discard(response)
+        return response
+
+    async def emit(request: web.Request) -> web.Response:
+        count, interval = emit_params(request.query)
+
+        async def emit_one(k: int) -> None:
+            frame = f"data: {event_json(k)}\n\n".encode()
+            for response in list(responses):
+                try:
+                    await response.write(frame)
+                except ConnectionError:
+                    responses.discard(response)
+
+        return web.json_response(await pace(count, interval, emit_one))
+
+    return _aiohttp_app(single, broadcast, emit, lambda: len(responses), None)
+
+
+def aiohttp_sse_app() -> web.Application:
+    from aiohttp_sse import sse_response
+
+    queues: set[asyncio.Queue[str]] = set()
+
+    async def single(request: web.Request) -> web.StreamResponse:
+        n = int(request.query["n"])
+        async with sse_response(request, sep="\n", ping_interval=3600) as response:
+            for i in range(n):
+                await response.send(event_json(i))
+        return response
+
+    async def broadcast(request: web.Request) -> web.StreamResponse:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        queues.add(queue)
+        try:
+            async with sse_response(request, sep="\n", ping_interval=3600) as response:
+                while True:
+                    await response.send(await queue.get())
+        finally:
+            queues.discard(queue)
+
+    async def emit(request: web.Request) -> web.Response:
+        count, interval = emit_params(request.query)
+
+        def emit_one(k: int) -> None:
+            data = event_json(k)
+            for queue in list(queues):
+                queue.put_nowait(data)
+
+        return web.json_response(await pace(count, interval, emit_one))
+
+    return _aiohttp_app(single, broadcast, emit, lambda: len(queues), None)
+
+
+def _aiohttp_app(single: Any, broadcast: Any, emit: Any, count: Any, setup: Any) -> Any:
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({"subscribers": count()})
+
+    app = web.Application()
+    app.router.add_get("/single", single)
+    app.router.add_get("/broadcast", broadcast)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/emit", emit)
+    if setup is not None:
+        setup(app)
+    return app
+
+
+def starlette_app() -> Any:
+    from sse_starlette.sse import EventSourceResponse
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    queues: set[asyncio.Queue[str]] = set()
+
+    async def single(request: Request) -> EventSourceResponse:
+        n = int(request.query_params["n"])
+
+        async def events() -> Any:
+            for i in range(n):
+                yield {"data": event_json(i)}
+
+        return EventSourceResponse(events(), sep="\n", ping=3600)
+
+    async def broadcast(request: Request) -> EventSourceResponse:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        queues.add(queue)
+
+        async def events() -> Any:
+            try:
+                while True:
+                    yield {"data": await queue.get()}
+            finally:
+                queues.discard(queue)
+
+        return EventSourceResponse(events(), sep="\n", ping=3600)
+
+    async def stats(request: Request) -> JSONResponse:
+        return JSONResponse({"subscribers": len(queues)})
+
+    async def emit(request: Request) -> JSONResponse:
+        count, interval = emit_params(request.query_params)
+
+        def emit_one(k: int) -> None:
+            data = event_json(k)
+            for queue in list(queues):
+                queue.put_nowait(data)
+
+        return JSONResponse(await pace(count, interval, emit_one))
+
+    routes = [
+        Route("/single", single),
+        Route("/broadcast", broadcast),
+        Route("/stats", stats),
+        Route("/emit", emit, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+KINDS = {
+    "rxsse": rxsse_app,
+    "raw": raw_app,
+    "aiohttp-sse": aiohttp_sse_app,
+    "sse-starlette": starlette_app,
+}
+
+
+def use_uvloop() -> bool:
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def main() -> None:
+    kind, port = sys.argv[1], int(sys.argv[2])
+    pin(SERVER_CORE)
+    uvloop = use_uvloop()
+    if kind == "sse-starlette":
+        import uvicorn
+
+        uvicorn.run(
+            starlette_app(),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            loop="uvloop" if uvloop else "asyncio",
+            backlog=8192,
+        )
+    else:
+        web.run_app(
+            KINDS[kind](), host="127.0.0.1", port=port, print=None, access_log=None, backlog=8192
+        )
+
+
+if __name__ == "__main__":
+    main()
