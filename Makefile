@@ -25,8 +25,14 @@ typecheck: $(STAMP)
 test: lint typecheck  ## ruff, mypy --strict, then the test suite
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.single_stream
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## rxsse beside raw aiohttp, aiohttp-sse and sse-starlette; bus fan-out
+	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.fanout
 
 clean:

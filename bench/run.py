@@ -39,6 +39,7 @@ from bench.common import (
     request,
     wait_for_port,
 )
+from rxsse import use_uvloop
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KINDS = ["raw", "rxsse", "aiohttp-sse", "sse-starlette"]
@@ -139,22 +140,24 @@ async def single_stream(server: Server, events: int) -> float:
         transport.close()
 
 
-def rx_ceiling(events: int, rounds: int, *, encoded: bool) -> float:
+def rx_ceiling(events: int, rounds: int, *, encoded: bool, lean: bool = False) -> float:
     """Best events/s of the rxsse single-stream Observable drained by a no-op observer, in a
-    process on the server's core; with ``encoded``, each event also made into its frame."""
+    process on the server's core; with ``encoded``, each event also made into its frame; with
+    ``lean``, on rxsse's LoopScheduler instead of reactivex's AsyncIOScheduler."""
     command = [sys.executable, "-m", "bench.run", "--ceiling", str(events)]
     command += ["--rounds", str(rounds)] + (["--encoded"] if encoded else [])
+    command += ["--lean"] if lean else []
     out = subprocess.run(command, check=True, capture_output=True, text=True)
     return events / min(float(x) for x in out.stdout.split())
 
 
-async def drain_observable(events: int, encoded: bool) -> float:
+async def drain_observable(events: int, encoded: bool, lean: bool) -> float:
     import reactivex as rx
     from reactivex import operators as ops
     from reactivex.scheduler.eventloop import AsyncIOScheduler
 
     from bench.servers import FIELDS
-    from rxsse import MessageEvent
+    from rxsse import LoopScheduler, MessageEvent
 
     loop = asyncio.get_running_loop()
     done = loop.create_future()
@@ -168,7 +171,7 @@ async def drain_observable(events: int, encoded: bool) -> float:
         lambda _: None,
         done.set_exception,
         lambda: done.set_result(None),
-        scheduler=AsyncIOScheduler(loop),
+        scheduler=(LoopScheduler if lean else AsyncIOScheduler)(loop),
     )
     await done
     return time.perf_counter() - started
@@ -405,11 +408,9 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=KINDS)
     parser.add_argument("--ceiling", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--encoded", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--lean", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if _has_uvloop():
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    use_uvloop()  # the load client too, when installed
     if args.ceiling:
         pin(SERVER_CORE)
         runs = (

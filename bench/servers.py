@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from bench.common import SERVER_CORE, pin
+from rxsse import use_uvloop
 
 FIELDS = {"user": "ann", "ok": True}
 
@@ -228,19 +229,10 @@ KINDS = {
 }
 
 
-def use_uvloop() -> bool:
-    try:
-        import uvloop
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
-
-
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     pin(SERVER_CORE)
-    uvloop = use_uvloop()
+    uvloop = use_uvloop()  # every server on the same loop implementation
     if kind == "sse-starlette":
         import uvicorn
 

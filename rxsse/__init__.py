@@ -11,7 +11,9 @@ from .errors import bad_request, json_error
 from .event import MessageEvent
 from .parser import Parser
 from .routing import controller, delete, get, post, put, setup, sse
+from .scheduler import LoopScheduler
 from .sources import from_async_iterable
+from .speed import use_uvloop
 from .stream import DEFAULT_HEARTBEAT, SSE_HEADERS, StreamSession, open_streams, stream
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "EventBus",
     "EventSource",
     "EventSourceError",
+    "LoopScheduler",
     "MemoryBroker",
     "MessageEvent",
     "Parser",
@@ -38,6 +41,7 @@ __all__ = [
     "setup",
     "sse",
     "stream",
+    "use_uvloop",
 ]
 
 __version__ = "0.1.0"

@@ -17,10 +17,10 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 from reactivex import Observable, abc
-from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from .errors import json_error
 from .event import MessageEvent, encode_comment
+from .scheduler import LoopScheduler
 from .sources import from_async_iterable
 from .writing import Flusher, PerLoop, write_now
 
@@ -406,7 +406,7 @@ class _DisconnectWatch:
 
 
 # The running loop's scheduler, so time-based sources given no scheduler tick on it.
-_scheduler = PerLoop(AsyncIOScheduler).get
+_scheduler = PerLoop(LoopScheduler).get
 _watch = PerLoop(_DisconnectWatch).get
 _flusher = PerLoop(Flusher).get
 
