@@ -372,12 +372,13 @@ def plot(results: dict[str, Any], ceiling: float, sizes: list[int], path: Path) 
     import matplotlib.pyplot as plt
 
     kinds = list(results)
-    names = [LABELS[k].replace("**", "") for k in kinds]
+    names = ["raw aiohttp" if k == "raw" else k for k in kinds]
     colors = ["#888888" if k == "raw" else "#d62728" if k == "rxsse" else "#1f77b4" for k in kinds]
     largest = max(sizes)
-    figure, axes = plt.subplots(1, 4, figsize=(18, 4.5))
+    figure, grid = plt.subplots(2, 2, figsize=(11, 6.5))
+    axes = grid.flatten()
     panels = [
-        ("single stream (events/s)", [results[k]["single"] for k in kinds]),
+        ("single stream (events/s, log scale)", [results[k]["single"] for k in kinds]),
         (
             f"broadcast {largest:,}: p99 latency (ms)",
             [results[k][largest]["p99_ms"] for k in kinds],
@@ -396,8 +397,9 @@ def plot(results: dict[str, Any], ceiling: float, sizes: list[int], path: Path) 
         axis.set_title(title)
         axis.invert_yaxis()
         if title.startswith("single"):
+            axis.set_xscale("log")
             axis.axvline(ceiling, linestyle="--", color="black", linewidth=1)
-            axis.text(ceiling, len(names) - 0.5, " Rx ceiling", va="center")
+            axis.text(ceiling, len(names) - 0.6, " Rx ceiling", va="center")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
 
@@ -419,6 +421,7 @@ def main() -> None:
     parser.add_argument("--ceiling", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--encoded", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lean", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--plot-only", action="store_true", help="redraw from bench.json")
     args = parser.parse_args()
     use_uvloop()  # the load client too, when installed
     if args.ceiling:
@@ -428,6 +431,14 @@ def main() -> None:
             for _ in range(args.rounds)
         )
         print(*runs)
+        return
+    if args.plot_only:
+        saved = json.loads((RESULTS / "bench.json").read_text())
+        results = {
+            kind: {(int(k) if k.isdigit() else k): v for k, v in result.items()}
+            for kind, result in saved["results"].items()
+        }
+        plot(results, saved["ceiling"], args.sizes, RESULTS / "bench.png")
         return
     pin(CLIENT_CORE)
     started = time.monotonic()
