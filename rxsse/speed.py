@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 
 __all__ = ["use_uvloop"]
 
@@ -18,7 +19,7 @@ def use_uvloop() -> bool:
         True
     """
     try:
-        import uvloop
+        uvloop = importlib.import_module("uvloop")  # optional: no type stubs needed
     except ImportError:
         return False
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
