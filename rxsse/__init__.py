@@ -9,6 +9,7 @@ from .bus import Broker, EventBus, MemoryBroker
 from .client import EventSource, EventSourceError, observe
 from .errors import bad_request, json_error
 from .event import MessageEvent
+from .metrics import StreamMetrics, metrics
 from .parser import Parser
 from .routing import controller, delete, get, post, put, setup, sse
 from .scheduler import LoopScheduler
@@ -27,6 +28,7 @@ __all__ = [
     "MemoryBroker",
     "MessageEvent",
     "Parser",
+    "StreamMetrics",
     "StreamSession",
     "bad_request",
     "controller",
@@ -34,6 +36,7 @@ __all__ = [
     "from_async_iterable",
     "get",
     "json_error",
+    "metrics",
     "observe",
     "open_streams",
     "post",

@@ -15,6 +15,7 @@ from reactivex import Observable
 
 from .binding import Binder
 from .errors import json_error
+from .metrics import metrics, prometheus_text
 from .stream import install_shutdown, stream
 
 __all__ = ["controller", "delete", "get", "post", "put", "setup", "sse"]
@@ -27,7 +28,9 @@ _C = TypeVar("_C", bound=type)
 _ROUTE: Final = "__rxsse_route__"
 _PREFIX: Final = "__rxsse_prefix__"
 #: Options an ``@sse`` route (or ``setup``, as defaults) accepts: the keywords of ``stream()``.
-STREAM_OPTIONS: Final = frozenset({"heartbeat", "headers"})
+STREAM_OPTIONS: Final = frozenset(
+    {"heartbeat", "headers", "max_buffer_frames", "max_buffer_bytes", "overflow"}
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,11 @@ class _Lifecycle(Protocol):
 
 
 def setup(
-    app: web.Application, *controllers: object, bus: _Lifecycle | None = None, **options: Any
+    app: web.Application,
+    *controllers: object,
+    bus: _Lifecycle | None = None,
+    metrics_path: str | None = None,
+    **options: Any,
 ) -> None:
     """Register every route of every controller on ``app``, and end open streams on shutdown.
 
@@ -130,6 +137,8 @@ def setup(
             run with the app's own signals.
         bus: an :class:`rxsse.EventBus`: handlers get it through a parameter annotated with its
             class (``bus: EventBus``); it starts with the app and closes on cleanup.
+        metrics_path: if given, a GET route there serves :func:`rxsse.metrics` as Prometheus
+            text.
         options: defaults for every ``@sse`` route (``heartbeat``, ``headers``); a route's own
             options override them.
 
@@ -146,6 +155,13 @@ def setup(
     }
     if bus is not None:
         _install_bus(app, bus, providers)
+    if metrics_path is not None:
+        counters = metrics(app)
+
+        async def serve_metrics(request: web.Request) -> web.Response:
+            return web.Response(text=prometheus_text(counters), content_type="text/plain")
+
+        app.router.add_get(metrics_path, serve_metrics)
     for target in controllers:
         instance = target() if isinstance(target, type) else target
         _register_hooks(app, instance)

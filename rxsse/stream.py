@@ -13,6 +13,7 @@ import logging
 import threading
 import weakref
 from collections.abc import AsyncIterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from reactivex import Observable, abc
 
 from .errors import json_error
 from .event import MessageEvent, encode_comment
+from .metrics import METRICS, StreamMetrics, metrics
 from .scheduler import LoopScheduler
 from .sources import from_async_iterable
 from .writing import Flusher, PerLoop, write_now
@@ -50,14 +52,18 @@ _HEARTBEAT_FRAME: Final = encode_comment("ping")
 # stream keeps its subscription after the client has gone.
 _WATCH_INTERVAL: Final = 0.25
 
-_End = Literal["completed", "error", "shutdown", "disconnected", "cancelled"]
+_End = Literal["completed", "error", "shutdown", "disconnected", "cancelled", "overflow"]
+Overflow = Literal["disconnect", "drop_oldest", "drop_newest"]
+#: Default bounds of what may wait for one slow client.
+DEFAULT_BUFFER_FRAMES: Final = 10_000
+DEFAULT_BUFFER_BYTES: Final = 1 << 20
 # A stream that wrote within this many seconds holds its next frames back for the rest of the
 # window (or until this many bytes are pending): one write for many events when a source is
 # fast, no delay when it is not.
 _COALESCE_WINDOW: Final = 0.001
 _COALESCE_BYTES: Final = 32 * 1024
 # Ends after which nothing more can be written.
-_GONE: Final = ("disconnected", "cancelled")
+_GONE: Final = ("disconnected", "cancelled", "overflow")
 
 
 async def stream(
@@ -66,6 +72,9 @@ async def stream(
     *,
     heartbeat: float | None = DEFAULT_HEARTBEAT,
     headers: Mapping[str, str] | None = None,
+    max_buffer_frames: int = DEFAULT_BUFFER_FRAMES,
+    max_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+    overflow: Overflow = "disconnect",
 ) -> web.StreamResponse:
     """Serve ``source`` as a ``text/event-stream`` response and return it once the stream ends.
 
@@ -78,6 +87,13 @@ async def stream(
         heartbeat: seconds without output after which a ``: ping`` comment is sent, or
             ``None`` for no heartbeat.
         headers: extra response headers, added to (and able to override) :data:`SSE_HEADERS`.
+        max_buffer_frames: how many frames may wait for a slow client.
+        max_buffer_bytes: how many bytes may wait for a slow client.
+        overflow: what happens when a slow client makes either bound overflow:
+            ``"disconnect"`` closes the stream (the client reconnects and resumes from its
+            ``Last-Event-ID``, e.g. out of an EventBus log, so nothing is lost);
+            ``"drop_oldest"`` / ``"drop_newest"`` drop frames and count them in
+            :func:`rxsse.metrics`.
 
     Raises:
         web.HTTPException: when ``source`` fails before the stream has started (its own
@@ -85,10 +101,31 @@ async def stream(
     """
     if heartbeat is not None and heartbeat <= 0:
         raise ValueError(f"heartbeat must be a positive number of seconds or None, not {heartbeat}")
+    limits = BufferLimits(max_buffer_frames, max_buffer_bytes, overflow)
     observable = source if isinstance(source, Observable) else from_async_iterable(source)
     response = web.StreamResponse(headers={**SSE_HEADERS, **(headers or {})})
-    session = StreamSession(request, response, heartbeat=heartbeat)
+    session = StreamSession(request, response, heartbeat=heartbeat, limits=limits)
     return await session.run(observable)
+
+
+@dataclass(frozen=True, slots=True)
+class BufferLimits:
+    """How much may wait for one slow client, and what happens beyond it."""
+
+    frames: int = DEFAULT_BUFFER_FRAMES
+    bytes: int = DEFAULT_BUFFER_BYTES
+    overflow: Overflow = "disconnect"
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"max_buffer_{name} must be a positive int, not {value!r}")
+        if self.overflow not in ("disconnect", "drop_oldest", "drop_newest"):
+            raise ValueError(
+                "overflow must be 'disconnect', 'drop_oldest' or 'drop_newest', "
+                f"not {self.overflow!r}"
+            )
 
 
 class StreamSession:
@@ -109,7 +146,9 @@ class StreamSession:
         "_heartbeat",
         "_heartbeat_handle",
         "_last_flush",
+        "_limits",
         "_loop",
+        "_metrics",
         "_open",
         "_pending",
         "_pending_bytes",
@@ -123,9 +162,16 @@ class StreamSession:
     )
 
     def __init__(
-        self, request: web.Request, response: web.StreamResponse, *, heartbeat: float | None
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        *,
+        heartbeat: float | None,
+        limits: BufferLimits | None = None,
     ) -> None:
         self._request = request
+        self._limits = limits or BufferLimits()
+        self._metrics = request.config_dict.get(METRICS) or StreamMetrics()
         self._response = response
         self._heartbeat = heartbeat
         self._loop = asyncio.get_running_loop()
@@ -177,6 +223,8 @@ class StreamSession:
                 raise _http_error(self._error)
             await self._response.prepare(self._request)
             self._open = True
+            self._metrics.open_streams += 1
+            self._metrics.streams_total += 1
             if registry is not None:
                 registry.add(self)
             self._watch.add(self)
@@ -190,6 +238,8 @@ class StreamSession:
             raise
         finally:
             self._finish("cancelled")  # no-op unless an unexpected exception got here
+            if self._open:
+                self._metrics.open_streams -= 1
             if self._heartbeat_handle is not None:
                 self._heartbeat_handle.cancel()
             if self._deferred is not None:
@@ -237,11 +287,38 @@ class StreamSession:
             return
         self._pending.append(frame)
         self._pending_bytes += len(frame)
+        limits = self._limits
+        if len(self._pending) > limits.frames or self._pending_bytes > limits.bytes:
+            self._overflow()
+            if self._end is not None:
+                return
         if self._queued or not self._open or self._blocked is not None:
             return
         if self._deferred is None or self._pending_bytes >= _COALESCE_BYTES:
             self._queued = True
             self._flusher.add(self)
+
+    def _overflow(self) -> None:
+        """The client fell behind by more than the limits allow: apply the overflow policy."""
+        limits, pending = self._limits, self._pending
+        if limits.overflow == "disconnect":
+            logger.info("closing the stream of %s: its client fell behind", self._request.remote)
+            self._metrics.overflows += 1
+            self._finish("overflow")
+            pending.clear()
+            self._pending_bytes = 0
+            transport = self._request.transport
+            if transport is not None:
+                transport.abort()  # drop what the kernel and the transport still hold
+            return
+        dropped = 0
+        while len(pending) > 1 and (
+            len(pending) > limits.frames or self._pending_bytes > limits.bytes
+        ):
+            frame = pending.pop() if limits.overflow == "drop_newest" else pending.pop(0)
+            self._pending_bytes -= len(frame)
+            dropped += 1
+        self._metrics.frames_dropped[limits.overflow] += dropped
 
     def _queue_flush(self) -> None:
         if not self._queued:
@@ -272,6 +349,7 @@ class StreamSession:
             self._deferred = None
         self._last_flush = now
         data = pending[0] if len(pending) == 1 else b"".join(pending)
+        self._metrics.events_sent += len(pending)
         pending.clear()
         self._pending_bytes = 0
         self._wrote = True
@@ -308,6 +386,12 @@ class StreamSession:
             return
         self._end = end
         self._watch.discard(self)
+        if end == "disconnected":
+            self._metrics.disconnects += 1
+        elif end == "completed":
+            self._metrics.completed += 1
+        elif end == "error":
+            self._metrics.errors += 1
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             try:
@@ -421,6 +505,7 @@ def install_shutdown(app: web.Application) -> None:
     if _OPEN_STREAMS in app:
         return
     app[_OPEN_STREAMS] = weakref.WeakSet()
+    metrics(app)  # the counters live in the app from the start
     app.on_shutdown.append(_close_open_streams)
 
 

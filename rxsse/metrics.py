@@ -1,0 +1,65 @@
+"""Live counters of an app's event streams, readable from the app and as Prometheus text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Final
+
+from aiohttp import web
+
+__all__ = ["METRICS", "StreamMetrics", "metrics", "prometheus_text"]
+
+
+@dataclass
+class StreamMetrics:
+    """Counters for one app's streams (``rxsse.metrics(app)``). Only ``open_streams`` goes down.
+
+    Attributes:
+        open_streams: streams open now.
+        streams_total: streams ever opened.
+        events_sent: frames handed to the transport (events, heartbeats and error frames).
+        frames_dropped: frames dropped by an overflow policy, by policy name.
+        overflows: streams closed because their client fell behind (policy ``disconnect``).
+        disconnects: streams whose client went away.
+        completed: streams ended by their Observable completing.
+        errors: streams ended by an error.
+        rejected: requests refused by a limit (503).
+    """
+
+    open_streams: int = 0
+    streams_total: int = 0
+    events_sent: int = 0
+    frames_dropped: dict[str, int] = field(
+        default_factory=lambda: {"drop_oldest": 0, "drop_newest": 0}
+    )
+    overflows: int = 0
+    disconnects: int = 0
+    completed: int = 0
+    errors: int = 0
+    rejected: int = 0
+
+
+METRICS: Final = web.AppKey("rxsse.metrics", StreamMetrics)
+
+
+def metrics(app: web.Application) -> StreamMetrics:
+    """The app's stream counters (created on first use)."""
+    found = app.get(METRICS)
+    if found is None:
+        found = app[METRICS] = StreamMetrics()
+    return found
+
+
+def prometheus_text(counters: StreamMetrics) -> str:
+    """The counters in the Prometheus text exposition format."""
+    lines: list[str] = []
+    for item in fields(counters):
+        name = f"rxsse_{item.name}"
+        value = getattr(counters, item.name)
+        kind = "gauge" if item.name == "open_streams" else "counter"
+        lines.append(f"# TYPE {name} {kind}")
+        if isinstance(value, dict):
+            lines.extend(f'{name}{{policy="{key}"}} {count}' for key, count in value.items())
+        else:
+            lines.append(f"{name} {value}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,181 @@
+"""Slow consumers: a client that stops reading costs bounded memory, by the chosen policy."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from asyncio import subprocess
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import reactivex as rx
+from aiohttp import web
+from reactivex import operators as ops
+from reactivex.subject import Subject
+
+import rxsse
+from tests.apps.flood import BUFFER_BYTES
+from tests.conftest import FrameReader, free_port, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOD_BYTES = 200 * 1024 * 1024
+FRAME_BYTES = 100_000
+# What the server may hold for one non-reading client: our buffer, one write over the
+# transport's high-water mark, and the frame being made, with room for the allocator.
+MEMORY_BOUND = 16 * BUFFER_BYTES
+
+
+def peak_rss(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
+
+
+@pytest.fixture
+async def flood_server() -> Any:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.apps.flood",
+        str(port),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    session = aiohttp.ClientSession()
+    base = f"http://127.0.0.1:{port}"
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        try:
+            async with session.get(base + "/metrics") as resp:
+                if resp.status == 200:
+                    break
+        except aiohttp.ClientConnectionError:
+            assert asyncio.get_running_loop().time() < deadline, "the flood server did not start"
+            await asyncio.sleep(0.05)
+    # warm up the frame-making path, so the peak below is the flood's own
+    async with session.get(base + "/flood?size=1000&count=10") as resp:
+        await resp.read()
+    yield session, base, process
+    await session.close()
+    process.terminate()
+    await process.wait()
+
+
+async def counters(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
+    async with session.get(base + "/metrics") as resp:
+        text = await resp.text()
+    found = {}
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            found[name] = float(value)
+    return found
+
+
+async def test_client_reading_nothing_is_disconnected_with_memory_bounded(flood_server):
+    session, base, process = flood_server
+    before = peak_rss(process.pid)
+    count = FLOOD_BYTES // FRAME_BYTES
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    writer.write(
+        f"GET /flood?size={FRAME_BYTES}&count={count} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    )
+    # ... and read nothing: the server must give up on this client by itself
+    await wait_until_async(lambda c: c["rxsse_overflows"] == 1, session, base)
+    growth = peak_rss(process.pid) - before
+    assert growth < MEMORY_BOUND, f"the server grew by {growth / 2**20:.0f} MiB"
+    received = await asyncio.wait_for(reader.read(), timeout=10)  # the connection was closed
+    assert len(received) < FLOOD_BYTES
+    writer.close()
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
+async def test_drop_policies_count_drops_keep_memory_bounded_and_order(flood_server, policy):
+    session, base, process = flood_server
+    before = peak_rss(process.pid)
+    count = FLOOD_BYTES // FRAME_BYTES
+    async with session.get(
+        f"{base}/flood?policy={policy}&size={FRAME_BYTES}&count={count}"
+    ) as resp:
+        # read nothing until the source has emitted everything
+        await wait_until_async(lambda c: c["rxsse_completed"] >= 2, session, base)  # +warm-up
+        growth = peak_rss(process.pid) - before
+        frames = await FrameReader(resp).rest(timeout=30)
+    assert growth < MEMORY_BOUND, f"the server grew by {growth / 2**20:.0f} MiB"
+    numbers = [int(f.data.split(" ", 1)[0]) for f in frames]
+    assert numbers == sorted(numbers) and len(numbers) < count
+    dropped = (await counters(session, base))[f'rxsse_frames_dropped{{policy="{policy}"}}']
+    assert dropped == count - len(numbers)
+    if policy == "drop_oldest":
+        assert numbers[-1] == count - 1  # the newest survive
+    else:
+        assert numbers[0] == 0  # the oldest survive
+
+
+async def wait_until_async(condition: Any, session: aiohttp.ClientSession, base: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 60
+    while not condition(await counters(session, base)):
+        assert asyncio.get_running_loop().time() < deadline, await counters(session, base)
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("overflow", "explode"), ("max_buffer_frames", 0), ("max_buffer_bytes", -1)],
+)
+async def test_bad_buffer_options_are_rejected(option, value):
+    with pytest.raises(ValueError, match=option):
+        await rxsse.stream(None, rx.never(), **{option: value})  # type: ignore[arg-type]
+
+
+async def test_metrics_count_streams_events_and_endings(serve):
+    subject: Subject[int] = Subject()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await rxsse.stream(request, subject, heartbeat=None)
+
+    app = web.Application()
+    app.router.add_get("/s", handler)
+    rxsse.setup(app, metrics_path="/metrics")
+    client = await serve(app)
+    first, second = await client.get("/s"), await client.get("/s")
+    counters_ = rxsse.metrics(app)
+    await wait_until(lambda: counters_.open_streams == 2)
+    subject.on_next(1)
+    await FrameReader(first).next()
+    await FrameReader(second).next()
+    second.close()
+    await wait_until(lambda: counters_.disconnects == 1)
+    subject.on_completed()
+    await wait_until(lambda: counters_.open_streams == 0)
+    assert counters_.streams_total == 2
+    assert counters_.events_sent == 2
+    assert counters_.completed == 1
+    async with client.get("/metrics") as resp:
+        text = await resp.text()
+    assert "rxsse_streams_total 2" in text
+    assert "# TYPE rxsse_open_streams gauge" in text
+
+
+async def test_small_buffer_drop_newest_in_process(serve):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        source = rx.range(0, 2000).pipe(ops.map(lambda n: f"{n} {'y' * 5000}"))
+        return await rxsse.stream(
+            request, source, max_buffer_frames=10, overflow="drop_newest", heartbeat=None
+        )
+
+    app = web.Application()
+    app.router.add_get("/s", handler)
+    rxsse.setup(app)
+    client = await serve(app)
+    resp = await client.get("/s")
+    await wait_until(lambda: rxsse.metrics(app).completed == 1, timeout=30)
+    frames = await FrameReader(resp).rest()
+    numbers = [int(f.data.split()[0]) for f in frames]
+    assert numbers == sorted(numbers)
+    assert rxsse.metrics(app).frames_dropped["drop_newest"] == 2000 - len(numbers)
+    assert rxsse.metrics(app).frames_dropped["drop_newest"] > 0
