@@ -15,6 +15,7 @@ from reactivex import Observable
 
 from .binding import Binder
 from .errors import json_error
+from .event import MessageEvent
 from .metrics import metrics, prometheus_text
 from .stream import install_shutdown, stream
 
@@ -125,6 +126,7 @@ def setup(
     *controllers: object,
     bus: _Lifecycle | None = None,
     metrics_path: str | None = None,
+    shutdown_event: MessageEvent | None = None,
     **options: Any,
 ) -> None:
     """Register every route of every controller on ``app``, and end open streams on shutdown.
@@ -139,6 +141,8 @@ def setup(
             class (``bus: EventBus``); it starts with the app and closes on cleanup.
         metrics_path: if given, a GET route there serves :func:`rxsse.metrics` as Prometheus
             text.
+        shutdown_event: sent to every open stream when the app shuts down, before it ends
+            (e.g. ``MessageEvent({"reason": "restart"}, type="shutdown", retry=1000)``).
         options: defaults for every ``@sse`` route (``heartbeat``, ``headers``); a route's own
             options override them.
 
@@ -147,7 +151,7 @@ def setup(
         >>> setup(app, Events(), heartbeat=15.0)  # doctest: +SKIP
     """
     _check_options(options, "setup()")
-    install_shutdown(app)
+    install_shutdown(app, final_event=shutdown_event)
     providers: dict[Any, Callable[[web.Request], Any]] = {
         web.Request: _request,
         web.BaseRequest: _request,

@@ -250,8 +250,11 @@ class StreamSession:
                 registry.discard(self)
         return self._response
 
-    def close(self) -> None:
-        """End the stream from the server side: flush what is pending, then end the response."""
+    def close(self, final_event: MessageEvent | None = None) -> None:
+        """End the stream from the server side: send ``final_event`` (if any) after what is
+        pending, then end the response."""
+        if final_event is not None and self._end is None:
+            self._push(final_event)
         self._finish("shutdown")
 
     # -- observer side (any thread) ------------------------------------------------------------
@@ -498,10 +501,14 @@ _flusher = PerLoop(Flusher).get
 # -- the app's open streams, ended on shutdown ------------------------------------------------
 
 _OPEN_STREAMS: Final = web.AppKey("rxsse.open_streams", weakref.WeakSet[StreamSession])
+_FINAL_EVENT: Final = web.AppKey("rxsse.final_event", MessageEvent)
 
 
-def install_shutdown(app: web.Application) -> None:
-    """Track the app's open streams and end them all when the app shuts down (idempotent)."""
+def install_shutdown(app: web.Application, *, final_event: MessageEvent | None = None) -> None:
+    """Track the app's open streams and end them all when the app shuts down, each with
+    ``final_event`` first if one is given (idempotent)."""
+    if final_event is not None:
+        app[_FINAL_EVENT] = final_event
     if _OPEN_STREAMS in app:
         return
     app[_OPEN_STREAMS] = weakref.WeakSet()
@@ -518,5 +525,6 @@ async def _close_open_streams(app: web.Application) -> None:
     sessions = open_streams(app)
     if sessions:
         logger.info("ending %d open event streams for shutdown", len(sessions))
+    final_event = app.get(_FINAL_EVENT)
     for session in sessions:
-        session.close()
+        session.close(final_event)
