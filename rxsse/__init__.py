@@ -11,7 +11,7 @@ from .errors import bad_request, json_error
 from .event import MessageEvent
 from .metrics import StreamMetrics, metrics
 from .parser import Parser
-from .routing import controller, delete, get, post, put, setup, sse
+from .routing import Guard, controller, delete, get, post, put, setup, sse
 from .scheduler import LoopScheduler
 from .sources import from_async_iterable
 from .speed import use_uvloop
@@ -24,6 +24,7 @@ __all__ = [
     "EventBus",
     "EventSource",
     "EventSourceError",
+    "Guard",
     "LoopScheduler",
     "MemoryBroker",
     "MessageEvent",

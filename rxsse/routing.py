@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, TypeVar
 
@@ -19,7 +19,7 @@ from .event import MessageEvent
 from .metrics import metrics, prometheus_text
 from .stream import install_shutdown, stream
 
-__all__ = ["controller", "delete", "get", "post", "put", "setup", "sse"]
+__all__ = ["Guard", "controller", "delete", "get", "post", "put", "setup", "sse"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ _C = TypeVar("_C", bound=type)
 
 _ROUTE: Final = "__rxsse_route__"
 _PREFIX: Final = "__rxsse_prefix__"
+_GUARDS: Final = "__rxsse_guards__"
 #: Options an ``@sse`` route (or ``setup``, as defaults) accepts: the keywords of ``stream()``.
 STREAM_OPTIONS: Final = frozenset(
     {"heartbeat", "headers", "max_buffer_frames", "max_buffer_bytes", "overflow"}
@@ -42,6 +43,13 @@ class RouteSpec:
     path: str
     kind: Literal["sse", "plain"]
     options: dict[str, Any] = field(default_factory=dict)
+    guards: tuple[Guard, ...] = ()
+
+
+#: A guard: an async callable of the request that runs before the handler. It rejects by
+#: raising a ``web.HTTPException`` (401, 403...) or by returning False (403); it may store what
+#: it learnt in the request (``request["user"] = ...``) for the handler.
+Guard = Callable[[web.Request], Awaitable[Any]]
 
 
 def _check_options(options: dict[str, Any], where: str) -> None:
@@ -51,12 +59,14 @@ def _check_options(options: dict[str, Any], where: str) -> None:
         raise TypeError(f"{where}: unknown option(s) {sorted(unknown)}; known: {known}")
 
 
-def sse(path: str = "", **options: Any) -> Callable[[_F], _F]:
+def sse(path: str = "", *, guards: Sequence[Guard] = (), **options: Any) -> Callable[[_F], _F]:
     """Mark a handler as a ``GET`` event stream at ``path`` (relative to its controller).
 
     The handler returns an Observable (or an awaitable of one, or an async iterator); each
     emission is sent as a frame. ``options`` are those of :func:`rxsse.stream`
-    (``heartbeat``, ``headers``) and override the defaults given to :func:`setup`.
+    (``heartbeat``, ``headers``, buffer limits) and override the defaults given to
+    :func:`setup`. ``guards`` run first (after the controller's): a rejected request gets its
+    status and nothing is subscribed.
 
     Example:
         >>> @sse("/ticks", heartbeat=30.0)
@@ -64,41 +74,45 @@ def sse(path: str = "", **options: Any) -> Callable[[_F], _F]:
         ...     return rx.interval(1.0).pipe(ops.map(lambda n: MessageEvent({"count": n})))
     """
     _check_options(options, f"@sse({path!r})")
-    return _route("GET", path, "sse", options)
+    return _route("GET", path, "sse", options, guards)
 
 
-def get(path: str = "") -> Callable[[_F], _F]:
+def get(path: str = "", *, guards: Sequence[Guard] = ()) -> Callable[[_F], _F]:
     """Mark a handler as a plain ``GET`` route. It may return a dict or list (sent as JSON),
     a ``str`` (text), ``None`` (204) or any ``web.StreamResponse``."""
-    return _route("GET", path, "plain", {})
+    return _route("GET", path, "plain", {}, guards)
 
 
-def post(path: str = "") -> Callable[[_F], _F]:
+def post(path: str = "", *, guards: Sequence[Guard] = ()) -> Callable[[_F], _F]:
     """Mark a handler as a plain ``POST`` route (returns as for :func:`get`)."""
-    return _route("POST", path, "plain", {})
+    return _route("POST", path, "plain", {}, guards)
 
 
-def put(path: str = "") -> Callable[[_F], _F]:
+def put(path: str = "", *, guards: Sequence[Guard] = ()) -> Callable[[_F], _F]:
     """Mark a handler as a plain ``PUT`` route (returns as for :func:`get`)."""
-    return _route("PUT", path, "plain", {})
+    return _route("PUT", path, "plain", {}, guards)
 
 
-def delete(path: str = "") -> Callable[[_F], _F]:
+def delete(path: str = "", *, guards: Sequence[Guard] = ()) -> Callable[[_F], _F]:
     """Mark a handler as a plain ``DELETE`` route (returns as for :func:`get`)."""
-    return _route("DELETE", path, "plain", {})
+    return _route("DELETE", path, "plain", {}, guards)
 
 
 def _route(
-    method: str, path: str, kind: Literal["sse", "plain"], options: dict[str, Any]
+    method: str,
+    path: str,
+    kind: Literal["sse", "plain"],
+    options: dict[str, Any],
+    guards: Sequence[Guard],
 ) -> Callable[[_F], _F]:
     def mark(handler: _F) -> _F:
-        setattr(handler, _ROUTE, RouteSpec(method, path, kind, options))
+        setattr(handler, _ROUTE, RouteSpec(method, path, kind, options, tuple(guards)))
         return handler
 
     return mark
 
 
-def controller(prefix: str = "") -> Callable[[_C], _C]:
+def controller(prefix: str = "", *, guards: Sequence[Guard] = ()) -> Callable[[_C], _C]:
     """Group a class's routes under ``prefix``; pass an instance (or the class) to ``setup``.
 
     Example:
@@ -111,6 +125,7 @@ def controller(prefix: str = "") -> Callable[[_C], _C]:
 
     def mark(cls: _C) -> _C:
         setattr(cls, _PREFIX, prefix)
+        setattr(cls, _GUARDS, tuple(guards))
         return cls
 
     return mark
@@ -169,13 +184,13 @@ def setup(
     for target in controllers:
         instance = target() if isinstance(target, type) else target
         _register_hooks(app, instance)
-        for handler, spec, full_path in _routes_of(instance):
+        for handler, spec, full_path, guards in _routes_of(instance):
             name = getattr(handler, "__qualname__", repr(handler))
             binder = Binder(handler, full_path, providers, name=name)
             if spec.kind == "sse":
-                view = _sse_view(handler, binder, {**options, **spec.options})
+                view = _sse_view(handler, binder, guards, {**options, **spec.options})
             else:
-                view = _plain_view(handler, binder)
+                view = _plain_view(handler, binder, guards)
             app.router.add_route(spec.method, full_path, view)
 
 
@@ -218,11 +233,14 @@ def _app(request: web.Request) -> web.Application:
     return request.app
 
 
-def _routes_of(target: object) -> Iterator[tuple[Callable[..., Any], RouteSpec, str]]:
-    """Each (bound handler, spec, full path) of a controller instance or a decorated function."""
+def _routes_of(
+    target: object,
+) -> Iterator[tuple[Callable[..., Any], RouteSpec, str, tuple[Guard, ...]]]:
+    """Each (bound handler, spec, full path, guards) of a controller instance or a decorated
+    function; a controller's guards come before its routes' own."""
     spec = getattr(target, _ROUTE, None)
     if isinstance(spec, RouteSpec) and callable(target):
-        yield target, spec, _join("", spec.path)
+        yield target, spec, _join("", spec.path), spec.guards
         return
     cls = type(target)
     if not hasattr(cls, _PREFIX):
@@ -230,6 +248,7 @@ def _routes_of(target: object) -> Iterator[tuple[Callable[..., Any], RouteSpec, 
             f"{cls.__qualname__} is not a @controller class nor a route-decorated function"
         )
     prefix: str = getattr(cls, _PREFIX)
+    shared: tuple[Guard, ...] = getattr(cls, _GUARDS, ())
     seen: set[str] = set()
     for klass in cls.__mro__:
         for attr, member in vars(klass).items():
@@ -238,7 +257,7 @@ def _routes_of(target: object) -> Iterator[tuple[Callable[..., Any], RouteSpec, 
             seen.add(attr)
             spec = getattr(member, _ROUTE, None)
             if isinstance(spec, RouteSpec):
-                yield getattr(target, attr), spec, _join(prefix, spec.path)
+                yield getattr(target, attr), spec, _join(prefix, spec.path), shared + spec.guards
 
 
 def _join(prefix: str, path: str) -> str:
@@ -268,10 +287,30 @@ def _unsupported_return(who: str, result: object, allowed: str) -> web.HTTPExcep
     return json_error(500, "internal server error")
 
 
+async def _check(guards: tuple[Guard, ...], request: web.Request, name: str) -> None:
+    """Run the guards in order; the first that rejects ends the request."""
+    for guard in guards:
+        try:
+            verdict = guard(request)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+        except web.HTTPException:
+            raise
+        except Exception:
+            logger.exception("a guard of %s failed", name)
+            raise json_error(500, "internal server error") from None
+        if verdict is False:
+            raise json_error(403, "forbidden")
+
+
 def _sse_view(
-    handler: Callable[..., Any], binder: Binder, options: dict[str, Any]
+    handler: Callable[..., Any],
+    binder: Binder,
+    guards: tuple[Guard, ...],
+    options: dict[str, Any],
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def view(request: web.Request) -> web.StreamResponse:
+        await _check(guards, request, binder.name)
         result = await _call(handler, await binder.bind(request), binder.name)
         if isinstance(result, web.StreamResponse):
             return result  # the handler answered itself, e.g. 204 to stop a browser
@@ -287,9 +326,10 @@ def _sse_view(
 
 
 def _plain_view(
-    handler: Callable[..., Any], binder: Binder
+    handler: Callable[..., Any], binder: Binder, guards: tuple[Guard, ...]
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def view(request: web.Request) -> web.StreamResponse:
+        await _check(guards, request, binder.name)
         result = await _call(handler, await binder.bind(request), binder.name)
         if isinstance(result, web.StreamResponse):
             return result
