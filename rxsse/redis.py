@@ -115,6 +115,7 @@ class RedisBroker:
         self._outbox: list[_Pending] = []
         self._outbox_ready = asyncio.Event()
         self._delivered = 0
+        self._closing = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -126,6 +127,7 @@ class RedisBroker:
 
     async def _start(self) -> int:
         self._loop = asyncio.get_running_loop()
+        self._closing = False
         self._outbox_ready = asyncio.Event()
         # No automatic retries: re-sending an emit could publish it twice.
         self._client = _connect(self.url)
@@ -141,9 +143,13 @@ class RedisBroker:
 
     async def close(self) -> None:
         self._loop = None  # later emits fail at once instead of waiting for a publisher
-        for task in self._tasks:
+        self._closing = True  # the loops stop even if a client library turns the cancel into
+        for task in self._tasks:  # a connection error (which they would retry)
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=5)
+            for task in stuck:
+                logger.error("the Redis task %s did not stop", task.get_name())
         self._tasks = []
         self._fail(self._outbox, RuntimeError("the Redis broker is closed"))
         self._outbox = []
@@ -225,6 +231,8 @@ class RedisBroker:
             except Exception as exc:
                 logger.error("emitting %d events to Redis failed: %s", len(batch), exc)
                 self._fail(batch, exc)
+                if self._closing:
+                    return
                 continue
             for (_, _, _, future), event_id in zip(batch, ids, strict=True):
                 _resolve(future, event_id)
@@ -254,6 +262,8 @@ class RedisBroker:
                 )
                 backoff = 0.05
             except _UNAVAILABLE as exc:
+                if self._closing:
+                    return
                 if not lost:
                     logger.warning("lost Redis at %s (%s); retrying", self.url, exc)
                 lost = True
@@ -261,6 +271,8 @@ class RedisBroker:
                 backoff = min(backoff * 2, 2.0)
                 continue
             except Exception:  # keep following whatever went wrong; subscribers stay
+                if self._closing:
+                    return
                 logger.exception("reading events from Redis at %s failed; retrying", self.url)
                 lost = True
                 await asyncio.sleep(backoff)

@@ -316,8 +316,8 @@ async def emit_when_up(bus: EventBus, topic: str, data: Any) -> str:
     deadline = time.monotonic() + 15
     while True:
         try:
-            return await emit(bus, topic, data)
-        except (RedisConnectionError, OSError):
+            return await asyncio.wait_for(emit(bus, topic, data), timeout=5)
+        except (RedisConnectionError, OSError, TimeoutError):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.05)
