@@ -265,19 +265,25 @@ def _join(prefix: str, path: str) -> str:
     return "/" + "/".join(parts)
 
 
-async def _call(handler: Callable[..., Any], kwargs: dict[str, Any], name: str) -> Any:
-    """Run a sync or async handler; any exception that is not an HTTP error becomes a 500."""
+async def _run_user_code(call: Callable[[], Any], what: str) -> Any:
+    """Run a sync or async callable of the app's; HTTP errors pass through, anything else is
+    logged and becomes a 500 that reveals nothing."""
     try:
-        result = handler(**kwargs)
+        result = call()
         # An Observable is awaitable too (it resolves to its last value): never await one.
         if not isinstance(result, Observable) and inspect.isawaitable(result):
             result = await result
     except web.HTTPException:
         raise
     except Exception:
-        logger.exception("handler %s failed", name)
+        logger.exception("%s failed", what)
         raise json_error(500, "internal server error") from None
     return result
+
+
+async def _call(handler: Callable[..., Any], kwargs: dict[str, Any], name: str) -> Any:
+    """Run a handler with its bound arguments."""
+    return await _run_user_code(lambda: handler(**kwargs), f"handler {name}")
 
 
 def _unsupported_return(who: str, result: object, allowed: str) -> web.HTTPException:
@@ -290,15 +296,7 @@ def _unsupported_return(who: str, result: object, allowed: str) -> web.HTTPExcep
 async def _check(guards: tuple[Guard, ...], request: web.Request, name: str) -> None:
     """Run the guards in order; the first that rejects ends the request."""
     for guard in guards:
-        try:
-            verdict = guard(request)
-            if inspect.isawaitable(verdict):
-                verdict = await verdict
-        except web.HTTPException:
-            raise
-        except Exception:
-            logger.exception("a guard of %s failed", name)
-            raise json_error(500, "internal server error") from None
+        verdict = await _run_user_code(lambda: guard(request), f"a guard of {name}")  # noqa: B023
         if verdict is False:
             raise json_error(403, "forbidden")
 
