@@ -16,7 +16,7 @@ from reactivex import Observable
 from .binding import Binder
 from .errors import json_error
 from .event import MessageEvent
-from .metrics import metrics, prometheus_text
+from .metrics import StreamMetrics, metrics, prometheus_text
 from .stream import install_shutdown, stream
 
 __all__ = ["Guard", "controller", "delete", "get", "post", "put", "setup", "sse"]
@@ -44,6 +44,23 @@ class RouteSpec:
     kind: Literal["sse", "plain"]
     options: dict[str, Any] = field(default_factory=dict)
     guards: tuple[Guard, ...] = ()
+    max_streams: int | None = None
+
+
+class _Slots:
+    """A count of open streams against a limit (None: no limit)."""
+
+    def __init__(self, limit: int | None) -> None:
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValueError(f"max_streams must be a positive int or None, not {limit!r}")
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.used >= self.limit
 
 
 #: A guard: an async callable of the request that runs before the handler. It rejects by
@@ -59,14 +76,21 @@ def _check_options(options: dict[str, Any], where: str) -> None:
         raise TypeError(f"{where}: unknown option(s) {sorted(unknown)}; known: {known}")
 
 
-def sse(path: str = "", *, guards: Sequence[Guard] = (), **options: Any) -> Callable[[_F], _F]:
+def sse(
+    path: str = "",
+    *,
+    guards: Sequence[Guard] = (),
+    max_streams: int | None = None,
+    **options: Any,
+) -> Callable[[_F], _F]:
     """Mark a handler as a ``GET`` event stream at ``path`` (relative to its controller).
 
     The handler returns an Observable (or an awaitable of one, or an async iterator); each
     emission is sent as a frame. ``options`` are those of :func:`rxsse.stream`
     (``heartbeat``, ``headers``, buffer limits) and override the defaults given to
     :func:`setup`. ``guards`` run first (after the controller's): a rejected request gets its
-    status and nothing is subscribed.
+    status and nothing is subscribed. ``max_streams`` caps the streams open at once on this
+    route: one more is answered 503 with ``Retry-After``.
 
     Example:
         >>> @sse("/ticks", heartbeat=30.0)
@@ -74,7 +98,8 @@ def sse(path: str = "", *, guards: Sequence[Guard] = (), **options: Any) -> Call
         ...     return rx.interval(1.0).pipe(ops.map(lambda n: MessageEvent({"count": n})))
     """
     _check_options(options, f"@sse({path!r})")
-    return _route("GET", path, "sse", options, guards)
+    _Slots(max_streams)  # validate now, at decoration
+    return _route("GET", path, "sse", options, guards, max_streams)
 
 
 def get(path: str = "", *, guards: Sequence[Guard] = ()) -> Callable[[_F], _F]:
@@ -104,9 +129,11 @@ def _route(
     kind: Literal["sse", "plain"],
     options: dict[str, Any],
     guards: Sequence[Guard],
+    max_streams: int | None = None,
 ) -> Callable[[_F], _F]:
     def mark(handler: _F) -> _F:
-        setattr(handler, _ROUTE, RouteSpec(method, path, kind, options, tuple(guards)))
+        spec = RouteSpec(method, path, kind, options, tuple(guards), max_streams)
+        setattr(handler, _ROUTE, spec)
         return handler
 
     return mark
@@ -141,6 +168,8 @@ def setup(
     *controllers: object,
     bus: _Lifecycle | None = None,
     metrics_path: str | None = None,
+    max_streams: int | None = None,
+    retry_after: int = 5,
     shutdown_event: MessageEvent | None = None,
     **options: Any,
 ) -> None:
@@ -156,6 +185,9 @@ def setup(
             class (``bus: EventBus``); it starts with the app and closes on cleanup.
         metrics_path: if given, a GET route there serves :func:`rxsse.metrics` as Prometheus
             text.
+        max_streams: caps the streams open at once across the app's ``@sse`` routes; one more
+            is answered 503 with ``Retry-After: retry_after`` (seconds).
+        retry_after: the ``Retry-After`` of those 503s.
         shutdown_event: sent to every open stream when the app shuts down, before it ends
             (e.g. ``MessageEvent({"reason": "restart"}, type="shutdown", retry=1000)``).
         options: defaults for every ``@sse`` route (``heartbeat``, ``headers``); a route's own
@@ -166,6 +198,8 @@ def setup(
         >>> setup(app, Events(), heartbeat=15.0)  # doctest: +SKIP
     """
     _check_options(options, "setup()")
+    app_slots = _Slots(max_streams)
+    counters = metrics(app)
     install_shutdown(app, final_event=shutdown_event)
     providers: dict[Any, Callable[[web.Request], Any]] = {
         web.Request: _request,
@@ -175,7 +209,6 @@ def setup(
     if bus is not None:
         _install_bus(app, bus, providers)
     if metrics_path is not None:
-        counters = metrics(app)
 
         async def serve_metrics(request: web.Request) -> web.Response:
             return web.Response(text=prometheus_text(counters), content_type="text/plain")
@@ -188,7 +221,9 @@ def setup(
             name = getattr(handler, "__qualname__", repr(handler))
             binder = Binder(handler, full_path, providers, name=name)
             if spec.kind == "sse":
-                view = _sse_view(handler, binder, guards, {**options, **spec.options})
+                limits = (_Slots(spec.max_streams), app_slots)
+                busy = _Busy(limits, counters, retry_after)
+                view = _sse_view(handler, binder, guards, busy, {**options, **spec.options})
             else:
                 view = _plain_view(handler, binder, guards)
             app.router.add_route(spec.method, full_path, view)
@@ -301,13 +336,45 @@ async def _check(guards: tuple[Guard, ...], request: web.Request, name: str) -> 
             raise json_error(403, "forbidden")
 
 
+class _Busy:
+    """The stream limits of one route (its own and the app's), taken for a request's life."""
+
+    def __init__(self, slots: tuple[_Slots, ...], counters: StreamMetrics, retry_after: int):
+        self.slots = slots
+        self.counters = counters
+        self.retry_after = str(retry_after)
+
+    def take(self) -> None:
+        if any(slot.full for slot in self.slots):
+            self.counters.rejected += 1
+            raise json_error(
+                503,
+                "too many open event streams; try again later",
+                headers={"Retry-After": self.retry_after},
+            )
+        for slot in self.slots:
+            slot.used += 1
+
+    def give_back(self) -> None:
+        for slot in self.slots:
+            slot.used -= 1
+
+
 def _sse_view(
     handler: Callable[..., Any],
     binder: Binder,
     guards: tuple[Guard, ...],
+    busy: _Busy,
     options: dict[str, Any],
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def view(request: web.Request) -> web.StreamResponse:
+        busy.take()  # check and take in one step: no await in between
+        try:
+            return await serve(request)
+        finally:
+            busy.give_back()
+
+    async def serve(request: web.Request) -> web.StreamResponse:
         await _check(guards, request, binder.name)
         result = await _call(handler, await binder.bind(request), binder.name)
         if isinstance(result, web.StreamResponse):
