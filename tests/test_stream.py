@@ -306,3 +306,25 @@ async def test_a_client_that_reads_late_gets_every_frame_in_order(serve):
     frames = await FrameReader(resp).rest(timeout=30)
     assert [int(f.data.split()[0]) for f in frames] == list(range(5000))
     assert all(f.data.endswith(payload) for f in frames)
+
+
+async def test_four_threads_emitting_10000_each_into_one_stream_all_arrive_in_order(serve):
+    subject: Subject[Any] = Subject()
+    per_thread, threads = 10_000, 4
+    client = await serve(app_streaming(lambda r: subject, heartbeat=None))
+    resp = await client.get("/s")
+    await wait_until(lambda: len(subject.observers) == 1)
+
+    def produce(name: int) -> None:
+        for n in range(per_thread):
+            subject.on_next([name, n])
+
+    workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    frames = await FrameReader(resp).take(per_thread * threads, timeout=60)
+    await wait_until(lambda: not any(worker.is_alive() for worker in workers))
+    received = [json.loads(f.data) for f in frames]
+    for name in range(threads):
+        assert [n for who, n in received if who == name] == list(range(per_thread))
+    resp.close()
