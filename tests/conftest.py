@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -182,6 +183,33 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def start_server_process(
+    port: int,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdout: int = asyncio.subprocess.DEVNULL,
+    stderr: int = asyncio.subprocess.PIPE,
+) -> asyncio.subprocess.Process:
+    """Run ``python *args`` from the repository root and wait until it listens on ``port``."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, cwd=ROOT, env=env, stdout=stdout, stderr=stderr
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        assert process.returncode is None, f"{args} exited early"
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            assert time.monotonic() < deadline, f"{args} did not start listening"
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return process
 
 
 class RedisServer:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
-from asyncio import subprocess
 from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_server_process
 
-ROOT = Path(__file__).resolve().parent.parent
 CYCLES, BATCH = 10_000, 500  # batches stay far below the open-file limit
 
 
@@ -38,27 +35,10 @@ async def cycle(port: int, count: int) -> None:
 
 async def test_10000_connect_disconnect_cycles_leave_nothing_behind():
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.apps.churn",
-        str(port),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    process = await start_server_process(port, "-m", "tests.apps.churn", str(port))
     session = aiohttp.ClientSession()
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = asyncio.get_running_loop().time() + 20
-        while True:
-            try:
-                async with session.get(base + "/stats") as resp:
-                    if resp.status == 200:
-                        break
-            except aiohttp.ClientConnectionError:
-                assert asyncio.get_running_loop().time() < deadline
-                await asyncio.sleep(0.05)
 
         async def settled() -> None:
             deadline = asyncio.get_running_loop().time() + 30

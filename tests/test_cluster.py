@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
 from asyncio import subprocess
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.conftest import FrameReader, free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import FrameReader, free_port, start_server_process
 
 
 class App:
@@ -32,17 +28,13 @@ async def two_apps(redis_server) -> Any:
     apps = []
     for _ in range(2):
         port = free_port()
-        process = await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "examples.cluster", "--serve", str(port)],
-            *["--redis", redis_server.url, "--prefix", prefix],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        process = await start_server_process(
+            port,
+            *("-m", "examples.cluster", "--serve", str(port)),
+            *("--redis", redis_server.url, "--prefix", prefix),
         )
         apps.append(App(process, port))
     session = aiohttp.ClientSession()
-    for app in apps:
-        await wait_up(session, app)
     yield session, apps
     await session.close()
     for app in apps:
@@ -51,20 +43,6 @@ async def two_apps(redis_server) -> Any:
         _, errors = await asyncio.wait_for(app.process.communicate(), timeout=15)
         assert app.process.returncode == 0, errors.decode()
         assert b"Traceback" not in errors, errors.decode()
-
-
-async def wait_up(session: aiohttp.ClientSession, app: App) -> None:
-    deadline = asyncio.get_running_loop().time() + 20
-    while True:
-        assert app.process.returncode is None, "the app process exited"
-        try:
-            async with session.get(app.base + "/") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        assert asyncio.get_running_loop().time() < deadline, "the app did not start"
-        await asyncio.sleep(0.05)
 
 
 async def verify(session: aiohttp.ClientSession, app: App, email: str) -> str:

@@ -6,19 +6,15 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from asyncio import subprocess
 from datetime import datetime
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from examples import custom_events, demo, notifications, progress, ticks
 from rxsse import EventBus
-from tests.conftest import FrameReader, free_port, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import FrameReader, free_port, start_server_process, wait_until
 
 
 async def test_ticks_sends_count_and_timestamp(serve):
@@ -187,38 +183,26 @@ async def test_demo_serves_the_page_and_every_stream(serve):
 )
 async def test_example_runs_as_a_script(module, method, path, expect):
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", f"examples.{module}", "--port", str(port)],
-        cwd=ROOT,
+    process = await start_server_process(
+        port,
+        *("-m", f"examples.{module}", "--port", str(port)),
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     try:
         url = f"http://127.0.0.1:{port}{path}"
-        async with aiohttp.ClientSession() as session:
-            text = await request_when_up(session, method, url, process)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, url, json={"email": "ann@example.com"}) as resp,
+        ):
+            text = (await asyncio.wait_for(resp.content.read(300), timeout=5)).decode()
         assert expect in text
     finally:
         process.send_signal(signal.SIGTERM)
         output = (await asyncio.wait_for(process.communicate(), timeout=10))[0].decode()
     assert process.returncode == 0, output
     assert "Traceback" not in output
-
-
-async def request_when_up(session, method, url, process) -> str:
-    """Retry until the example's server accepts connections, then return the first bytes."""
-    deadline = asyncio.get_running_loop().time() + 15
-    while True:
-        assert process.returncode is None, "the example exited early"
-        try:
-            async with session.request(method, url, json={"email": "ann@example.com"}) as resp:
-                chunk = await asyncio.wait_for(resp.content.read(300), timeout=5)
-                return chunk.decode()
-        except aiohttp.ClientConnectionError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.05)
 
 
 async def test_progress_late_client_sees_every_step_and_can_resume(serve):

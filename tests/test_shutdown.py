@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 from asyncio import subprocess
-from pathlib import Path
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_server_process
 
-ROOT = Path(__file__).resolve().parent.parent
 STREAMS = 1000
 GRACE = 20.0
 
@@ -33,33 +30,15 @@ class Idle(asyncio.Protocol):
 
 async def test_sigterm_ends_1000_streams_with_a_final_event_and_exits_cleanly():
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "always",
-        "-X",
-        "tracemalloc=5",
-        "-m",
-        "tests.apps.shutdown",
-        str(port),
-        str(GRACE),
-        cwd=ROOT,
+    process = await start_server_process(
+        port,
+        *("-W", "always", "-X", "tracemalloc=5", "-m", "tests.apps.shutdown"),
+        *(str(port), str(GRACE)),
         env={**os.environ, "PYTHONASYNCIODEBUG": ""},
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
     )
     loop = asyncio.get_running_loop()
     clients: list[Idle] = []
-    deadline = time.monotonic() + 20
-    while True:  # wait for the server to listen
-        try:
-            transport, _ = await loop.create_connection(Idle, "127.0.0.1", port)
-        except OSError:
-            assert time.monotonic() < deadline, "the server did not start"
-            await asyncio.sleep(0.05)
-            continue
-        transport.close()
-        break
     for _batch in range(STREAMS // 250):
         opened = await asyncio.gather(
             *(loop.create_connection(Idle, "127.0.0.1", port) for _ in range(250))

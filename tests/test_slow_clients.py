@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
-from asyncio import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +16,8 @@ from reactivex.subject import Subject
 
 import rxsse
 from tests.apps.flood import BUFFER_BYTES
-from tests.conftest import FrameReader, free_port, wait_until
+from tests.conftest import FrameReader, free_port, start_server_process, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 FLOOD_BYTES = 200 * 1024 * 1024
 FRAME_BYTES = 100_000
 # What the server may hold for one non-reading client: our buffer, one write over the
@@ -36,26 +33,9 @@ def peak_rss(pid: int) -> int:
 @pytest.fixture
 async def flood_server() -> Any:
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.apps.flood",
-        str(port),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    process = await start_server_process(port, "-m", "tests.apps.flood", str(port))
     session = aiohttp.ClientSession()
     base = f"http://127.0.0.1:{port}"
-    deadline = asyncio.get_running_loop().time() + 20
-    while True:
-        try:
-            async with session.get(base + "/metrics") as resp:
-                if resp.status == 200:
-                    break
-        except aiohttp.ClientConnectionError:
-            assert asyncio.get_running_loop().time() < deadline, "the flood server did not start"
-            await asyncio.sleep(0.05)
     # warm up the frame-making path, so the peak below is the flood's own
     async with session.get(base + "/flood?size=1000&count=10") as resp:
         await resp.read()
