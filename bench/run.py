@@ -296,12 +296,12 @@ def tables(
     lean: float,
     events: int,
     sizes: list[int],
+    loop_name: str,
 ) -> str:
     raw = results["raw"]
-    uvloop = "uvloop" if _has_uvloop() else "asyncio"
     lines = [
         f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} "
-        f"{platform.python_version()}, {uvloop} event loop; server and load client pinned to "
+        f"{platform.python_version()}, {loop_name} event loop; server and load client pinned to "
         "separate cores.",
         "",
         f"Single stream, {events:,} small JSON events, best of the rounds:",
@@ -404,14 +404,6 @@ def plot(results: dict[str, Any], ceiling: float, sizes: list[int], path: Path) 
     figure.savefig(path, dpi=90)
 
 
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -423,7 +415,7 @@ def main() -> None:
     parser.add_argument("--lean", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--plot-only", action="store_true", help="redraw from bench.json")
     args = parser.parse_args()
-    use_uvloop()  # the load client too, when installed
+    loop_name = "uvloop" if use_uvloop() else "asyncio"  # the load client too, when installed
     if args.ceiling:
         pin(SERVER_CORE)
         runs = (
@@ -446,7 +438,7 @@ def main() -> None:
     ceiling = rx_ceiling(args.events, args.rounds, encoded=True)
     bare = rx_ceiling(args.events, args.rounds, encoded=False)
     lean = rx_ceiling(args.events, args.rounds, encoded=True, lean=True)
-    text = tables(results, ceiling, bare, lean, args.events, args.sizes)
+    text = tables(results, ceiling, bare, lean, args.events, args.sizes, loop_name)
     print(text)
     print(f"\n(bench took {time.monotonic() - started:.0f} s)")
     RESULTS.mkdir(exist_ok=True)

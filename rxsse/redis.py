@@ -114,7 +114,6 @@ class RedisBroker:
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox: list[_Pending] = []
         self._outbox_ready = asyncio.Event()
-        self._delivered = 0
         self._closing = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -134,7 +133,6 @@ class RedisBroker:
         self._reader_client = _connect(self.url)
         self._epoch = await self._claim_epoch(self._client)
         head = await self._head(self._client)
-        self._delivered = head
         self._tasks = [
             self._loop.create_task(self._read(head), name="rxsse-redis-reader"),
             self._loop.create_task(self._publish_loop(), name="rxsse-redis-publisher"),
@@ -306,7 +304,6 @@ class RedisBroker:
         except (KeyError, ValueError) as exc:
             logger.error("skipping malformed Redis entry %s: %s", message_id, exc)
             return
-        self._delivered = entry.seq
         if self._sink is not None:
             self._sink(entry)
 

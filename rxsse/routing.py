@@ -249,7 +249,7 @@ def _register_hooks(app: web.Application, instance: object) -> None:
     """Run a controller's ``async on_startup()`` / ``async on_cleanup()`` with the app's own."""
     for hook, signal in (("on_startup", app.on_startup), ("on_cleanup", app.on_cleanup)):
         method = getattr(instance, hook, None)
-        if method is None or isinstance(instance, type) or not callable(method):
+        if method is None or not callable(method):
             continue
 
         async def call(
