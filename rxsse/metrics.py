@@ -20,6 +20,8 @@ class StreamMetrics:
         events_sent: frames handed to the transport (events, heartbeats and error frames).
         frames_dropped: frames dropped by an overflow policy, by policy name.
         overflows: streams closed because their client fell behind (policy ``disconnect``).
+        send_timeouts: streams dropped because their client took no data for ``send_timeout``.
+        expired: streams ended cleanly by their ``max_lifetime``.
         disconnects: streams whose client went away.
         completed: streams ended by their Observable completing.
         errors: streams ended by an error.
@@ -33,6 +35,8 @@ class StreamMetrics:
         default_factory=lambda: {"drop_oldest": 0, "drop_newest": 0}
     )
     overflows: int = 0
+    send_timeouts: int = 0
+    expired: int = 0
     disconnects: int = 0
     completed: int = 0
     errors: int = 0

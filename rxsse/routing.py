@@ -17,7 +17,8 @@ from .binding import Binder
 from .errors import json_error
 from .event import MessageEvent
 from .metrics import StreamMetrics, metrics, prometheus_text
-from .stream import install_shutdown, stream
+from .shutdown import install_shutdown
+from .stream import stream
 
 __all__ = ["Guard", "controller", "delete", "get", "post", "put", "setup", "sse"]
 
@@ -31,7 +32,16 @@ _PREFIX: Final = "__rxsse_prefix__"
 _GUARDS: Final = "__rxsse_guards__"
 #: Options an ``@sse`` route (or ``setup``, as defaults) accepts: the keywords of ``stream()``.
 STREAM_OPTIONS: Final = frozenset(
-    {"heartbeat", "headers", "max_buffer_frames", "max_buffer_bytes", "overflow"}
+    {
+        "heartbeat",
+        "headers",
+        "max_buffer_frames",
+        "max_buffer_bytes",
+        "overflow",
+        "send_timeout",
+        "max_lifetime",
+        "lifetime_jitter",
+    }
 )
 
 
@@ -190,8 +200,9 @@ def setup(
         retry_after: the ``Retry-After`` of those 503s.
         shutdown_event: sent to every open stream when the app shuts down, before it ends
             (e.g. ``MessageEvent({"reason": "restart"}, type="shutdown", retry=1000)``).
-        options: defaults for every ``@sse`` route (``heartbeat``, ``headers``); a route's own
-            options override them.
+        options: defaults for every ``@sse`` route: the keywords of :func:`rxsse.stream`
+            (``heartbeat``, ``headers``, buffer limits, ``overflow``, ``send_timeout``,
+            ``max_lifetime``, ``lifetime_jitter``); a route's own options override them.
 
     Example:
         >>> app = web.Application()

@@ -11,9 +11,7 @@ import asyncio
 import json
 import logging
 import threading
-import weakref
 from collections.abc import AsyncIterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from aiohttp import web
@@ -21,9 +19,19 @@ from reactivex import Observable, abc
 
 from .errors import json_error
 from .event import MessageEvent, encode_comment
-from .metrics import METRICS, StreamMetrics, metrics
+from .limits import (
+    DEFAULT_BUFFER_BYTES,
+    DEFAULT_BUFFER_FRAMES,
+    DEFAULT_LIFETIME_JITTER,
+    DEFAULT_SEND_TIMEOUT,
+    Overflow,
+    StreamLimits,
+)
+from .metrics import METRICS, StreamMetrics
 from .scheduler import LoopScheduler
+from .shutdown import OPEN_STREAMS, install_shutdown, open_streams
 from .sources import from_async_iterable
+from .watch import DisconnectWatch
 from .writing import Flusher, PerLoop, write_now
 
 __all__ = [
@@ -48,22 +56,26 @@ SSE_HEADERS: Final[Mapping[str, str]] = {
 }
 
 _HEARTBEAT_FRAME: Final = encode_comment("ping")
-# How often idle transports are checked for a vanished client: bounds how long a silent
-# stream keeps its subscription after the client has gone.
-_WATCH_INTERVAL: Final = 0.25
 
-_End = Literal["completed", "error", "shutdown", "disconnected", "cancelled", "overflow"]
-Overflow = Literal["disconnect", "drop_oldest", "drop_newest"]
-#: Default bounds of what may wait for one slow client.
-DEFAULT_BUFFER_FRAMES: Final = 10_000
-DEFAULT_BUFFER_BYTES: Final = 1 << 20
+_End = Literal[
+    "completed", "error", "shutdown", "expired", "disconnected", "cancelled", "overflow", "timeout"
+]
 # A stream that wrote within this many seconds holds its next frames back for the rest of the
 # window (or until this many bytes are pending): one write for many events when a source is
 # fast, no delay when it is not.
 _COALESCE_WINDOW: Final = 0.001
 _COALESCE_BYTES: Final = 32 * 1024
 # Ends after which nothing more can be written.
-_GONE: Final = ("disconnected", "cancelled", "overflow")
+_GONE: Final = ("disconnected", "cancelled", "overflow", "timeout")
+# The counter of StreamMetrics each end adds one to (send timeouts are counted where they
+# happen).
+_COUNTERS: Final[Mapping[str, str]] = {
+    "completed": "completed",
+    "error": "errors",
+    "expired": "expired",
+    "disconnected": "disconnects",
+    "overflow": "overflows",
+}
 
 
 async def stream(
@@ -75,6 +87,9 @@ async def stream(
     max_buffer_frames: int = DEFAULT_BUFFER_FRAMES,
     max_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
     overflow: Overflow = "disconnect",
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    max_lifetime: float | None = None,
+    lifetime_jitter: float = DEFAULT_LIFETIME_JITTER,
 ) -> web.StreamResponse:
     """Serve ``source`` as a ``text/event-stream`` response and return it once the stream ends.
 
@@ -94,6 +109,13 @@ async def stream(
             ``Last-Event-ID``, e.g. out of an EventBus log, so nothing is lost);
             ``"drop_oldest"`` / ``"drop_newest"`` drop frames and count them in
             :func:`rxsse.metrics`.
+        send_timeout: seconds a write may wait for a client that takes no data; then the
+            connection is dropped (``None``: wait as long as the client stays connected).
+        max_lifetime: seconds after which the stream ends cleanly, so that the client
+            reconnects (with its ``Last-Event-ID``), e.g. to spread long-lived connections over
+            new server processes (``None``: no limit).
+        lifetime_jitter: each stream's lifetime is ``max_lifetime`` less a random share of up
+            to this fraction, so streams opened together do not all reconnect together.
 
     Raises:
         web.HTTPException: when ``source`` fails before the stream has started (its own
@@ -101,31 +123,13 @@ async def stream(
     """
     if heartbeat is not None and heartbeat <= 0:
         raise ValueError(f"heartbeat must be a positive number of seconds or None, not {heartbeat}")
-    limits = BufferLimits(max_buffer_frames, max_buffer_bytes, overflow)
+    limits = StreamLimits(
+        max_buffer_frames, max_buffer_bytes, overflow, send_timeout, max_lifetime, lifetime_jitter
+    )
     observable = source if isinstance(source, Observable) else from_async_iterable(source)
     response = web.StreamResponse(headers={**SSE_HEADERS, **(headers or {})})
     session = StreamSession(request, response, heartbeat=heartbeat, limits=limits)
     return await session.run(observable)
-
-
-@dataclass(frozen=True, slots=True)
-class BufferLimits:
-    """How much may wait for one slow client, and what happens beyond it."""
-
-    frames: int = DEFAULT_BUFFER_FRAMES
-    bytes: int = DEFAULT_BUFFER_BYTES
-    overflow: Overflow = "disconnect"
-
-    def __post_init__(self) -> None:
-        for name in ("frames", "bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"max_buffer_{name} must be a positive int, not {value!r}")
-        if self.overflow not in ("disconnect", "drop_oldest", "drop_newest"):
-            raise ValueError(
-                "overflow must be 'disconnect', 'drop_oldest' or 'drop_newest', "
-                f"not {self.overflow!r}"
-            )
 
 
 class StreamSession:
@@ -142,6 +146,7 @@ class StreamSession:
         "_done",
         "_end",
         "_error",
+        "_expiry",
         "_flusher",
         "_heartbeat",
         "_heartbeat_handle",
@@ -155,6 +160,7 @@ class StreamSession:
         "_queued",
         "_request",
         "_response",
+        "_stall",
         "_subscription",
         "_thread",
         "_watch",
@@ -167,10 +173,10 @@ class StreamSession:
         response: web.StreamResponse,
         *,
         heartbeat: float | None,
-        limits: BufferLimits | None = None,
+        limits: StreamLimits | None = None,
     ) -> None:
         self._request = request
-        self._limits = limits or BufferLimits()
+        self._limits = limits or StreamLimits()
         self._metrics = request.config_dict.get(METRICS) or StreamMetrics()
         self._response = response
         self._heartbeat = heartbeat
@@ -189,6 +195,8 @@ class StreamSession:
         self._end: _End | None = None
         self._error: BaseException | None = None
         self._heartbeat_handle: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None  # the end of max_lifetime
+        self._stall: asyncio.TimerHandle | None = None  # the send timeout of a blocked write
         self._watch = _watch()
         self._flusher = _flusher()
 
@@ -204,7 +212,7 @@ class StreamSession:
 
     async def run(self, source: Observable[Any]) -> web.StreamResponse:
         """Subscribe, send the headers, stream frames until the end; return the response."""
-        registry = self._request.config_dict.get(_OPEN_STREAMS)
+        registry = self._request.config_dict.get(OPEN_STREAMS)
         try:
             try:
                 subscription = source.subscribe(
@@ -229,6 +237,9 @@ class StreamSession:
                 registry.add(self)
             self._watch.add(self)
             self._schedule_heartbeat()
+            lifetime = self._limits.lifetime()
+            if lifetime is not None:
+                self._expiry = self._loop.call_later(lifetime, self._finish, "expired")
             if self._pending:
                 self._queue_flush()
             await self._done
@@ -240,10 +251,9 @@ class StreamSession:
             self._finish("cancelled")  # no-op unless an unexpected exception got here
             if self._open:
                 self._metrics.open_streams -= 1
-            if self._heartbeat_handle is not None:
-                self._heartbeat_handle.cancel()
-            if self._deferred is not None:
-                self._deferred.cancel()
+            for handle in (self._heartbeat_handle, self._deferred, self._expiry, self._stall):
+                if handle is not None:
+                    handle.cancel()
             if self._blocked is not None and self._end != "completed":
                 self._blocked.cancel()
             if registry is not None:
@@ -306,13 +316,7 @@ class StreamSession:
         limits, pending = self._limits, self._pending
         if limits.overflow == "disconnect":
             logger.info("closing the stream of %s: its client fell behind", self._request.remote)
-            self._metrics.overflows += 1
-            self._finish("overflow")
-            pending.clear()
-            self._pending_bytes = 0
-            transport = self._request.transport
-            if transport is not None:
-                transport.abort()  # drop what the kernel and the transport still hold
+            self._drop_client("overflow")
             return
         dropped = 0
         while len(pending) > 1 and (
@@ -322,6 +326,38 @@ class StreamSession:
             self._pending_bytes -= len(frame)
             dropped += 1
         self._metrics.frames_dropped[limits.overflow] += dropped
+
+    def _drop_client(self, end: _End) -> None:
+        """End the stream and close the connection at once, dropping what is still queued for
+        the client (in our buffer, the transport and the kernel)."""
+        self._finish(end)
+        self._pending.clear()
+        self._pending_bytes = 0
+        transport = self._request.transport
+        if transport is not None:
+            transport.abort()
+
+    def _send_timed_out(self) -> None:
+        self._stall = None
+        logger.info(
+            "dropping the stream of %s: its client took no data for %s s",
+            self._request.remote,
+            self._limits.send_timeout,
+        )
+        # Counted here, not by the end: a stream already ending (shutdown, completion) may be
+        # the one stuck writing its last frames.
+        self._metrics.send_timeouts += 1
+        self._drop_client("timeout")
+
+    def _arm_send_timeout(self) -> None:
+        timeout = self._limits.send_timeout
+        if timeout is not None and self._stall is None:
+            self._stall = self._loop.call_later(timeout, self._send_timed_out)
+
+    def _disarm_send_timeout(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
 
     def _queue_flush(self) -> None:
         if not self._queued:
@@ -363,6 +399,7 @@ class StreamSession:
             return
         if self._blocked is not None:  # a slow client: resume once the transport drains
             self._blocked.add_done_callback(self._drained)
+            self._arm_send_timeout()
 
     def _flush_deferred(self) -> None:
         self._deferred = None
@@ -371,6 +408,7 @@ class StreamSession:
 
     def _drained(self, task: asyncio.Task[None]) -> None:
         self._blocked = None
+        self._disarm_send_timeout()
         if task.cancelled():
             return
         if task.exception() is not None:
@@ -389,12 +427,9 @@ class StreamSession:
             return
         self._end = end
         self._watch.discard(self)
-        if end == "disconnected":
-            self._metrics.disconnects += 1
-        elif end == "completed":
-            self._metrics.completed += 1
-        elif end == "error":
-            self._metrics.errors += 1
+        counter = _COUNTERS.get(end)
+        if counter is not None:
+            setattr(self._metrics, counter, getattr(self._metrics, counter) + 1)
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             try:
@@ -411,7 +446,8 @@ class StreamSession:
         response = self._response
         try:
             if self._blocked is not None:
-                await self._blocked
+                await self._blocked  # under the send timeout its write armed
+            self._arm_send_timeout()  # the last writes may not wait for a stuck client forever
             if self._deferred is not None:
                 self._deferred.cancel()
             if self._pending:
@@ -423,9 +459,14 @@ class StreamSession:
         except ConnectionError:
             self._pending.clear()
 
-    def _transport_lost(self) -> bool:
+    def transport_lost(self) -> bool:
+        """Whether the connection is closed or closing (for the disconnect watch)."""
         transport = self._request.transport
         return transport is None or transport.is_closing()
+
+    def client_gone(self) -> None:
+        """End the stream because its client went away (for the disconnect watch)."""
+        self._finish("disconnected")
 
     def _schedule_heartbeat(self) -> None:
         if self._heartbeat is not None and self._end is None:
@@ -460,71 +501,7 @@ def _error_frame(error: BaseException | None, request: web.Request) -> bytes:
     return MessageEvent(body, type="error").encode()
 
 
-# -- per-loop shared state --------------------------------------------------------------------
-
-
-class _DisconnectWatch:
-    """Notices clients that went away from streams that are not writing.
-
-    aiohttp does not tell a GET handler that its client left, and a write only fails when it
-    happens. One timer per loop checks every open stream's transport, so an idle stream is
-    disposed within :data:`_WATCH_INTERVAL` of its client leaving, at no cost per event.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._sessions: set[StreamSession] = set()
-        self._timer: asyncio.TimerHandle | None = None
-
-    def add(self, session: StreamSession) -> None:
-        self._sessions.add(session)
-        if self._timer is None:
-            self._timer = self._loop.call_later(_WATCH_INTERVAL, self._check)
-
-    def discard(self, session: StreamSession) -> None:
-        self._sessions.discard(session)
-
-    def _check(self) -> None:
-        self._timer = None
-        for session in [s for s in self._sessions if s._transport_lost()]:
-            session._finish("disconnected")
-        if self._sessions:
-            self._timer = self._loop.call_later(_WATCH_INTERVAL, self._check)
-
-
 # The running loop's scheduler, so time-based sources given no scheduler tick on it.
 _scheduler = PerLoop(LoopScheduler).get
-_watch = PerLoop(_DisconnectWatch).get
+_watch = PerLoop(DisconnectWatch).get
 _flusher = PerLoop(Flusher).get
-
-
-# -- the app's open streams, ended on shutdown ------------------------------------------------
-
-_OPEN_STREAMS: Final = web.AppKey("rxsse.open_streams", weakref.WeakSet[StreamSession])
-_FINAL_EVENT: Final = web.AppKey("rxsse.final_event", MessageEvent)
-
-
-def install_shutdown(app: web.Application, *, final_event: MessageEvent | None = None) -> None:
-    """Track the app's open streams and end them all when the app shuts down, each with
-    ``final_event`` first if one is given (idempotent)."""
-    if final_event is not None:
-        app[_FINAL_EVENT] = final_event
-    if _OPEN_STREAMS in app:
-        return
-    app[_OPEN_STREAMS] = weakref.WeakSet()
-    metrics(app)  # the counters live in the app from the start
-    app.on_shutdown.append(_close_open_streams)
-
-
-def open_streams(app: web.Application) -> list[StreamSession]:
-    """The streams currently open in ``app`` (needs :func:`install_shutdown` or ``setup``)."""
-    return list(app.get(_OPEN_STREAMS, ()))
-
-
-async def _close_open_streams(app: web.Application) -> None:
-    sessions = open_streams(app)
-    if sessions:
-        logger.info("ending %d open event streams for shutdown", len(sessions))
-    final_event = app.get(_FINAL_EVENT)
-    for session in sessions:
-        session.close(final_event)

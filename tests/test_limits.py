@@ -1,12 +1,19 @@
-"""Stream limits: over the limit is a 503 with Retry-After, and nothing is subscribed."""
+"""Stream limits: too many streams (503 with Retry-After, nothing subscribed), a maximum
+lifetime (a clean end the client resumes from) and a send timeout (a stuck client dropped)."""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any
 
 import pytest
 import reactivex as rx
 from aiohttp import web
+from reactivex import operators as ops
 
 import rxsse
+from rxsse import EventSource
+from rxsse.limits import StreamLimits
 from tests.conftest import LiveSubscriptions, wait_until
 
 
@@ -65,3 +72,137 @@ async def test_rejected_guard_gives_its_slot_back(serve):
 def test_bad_limits_are_rejected(bad):
     with pytest.raises(ValueError, match="max_streams"):
         rxsse.sse("/x", max_streams=bad)
+
+
+# -- max lifetime ---------------------------------------------------------------------------
+
+
+def test_lifetimes_are_spread_below_the_maximum():
+    limits = StreamLimits(max_lifetime=100.0, lifetime_jitter=0.2)
+    lifetimes = [limits.lifetime() for _ in range(1000)]
+    assert all(80.0 <= t <= 100.0 for t in lifetimes)
+    assert max(lifetimes) - min(lifetimes) > 10.0  # spread, not all at one instant
+    assert StreamLimits(max_lifetime=5.0, lifetime_jitter=0).lifetime() == 5.0
+    assert StreamLimits().lifetime() is None
+
+
+async def test_stream_past_its_lifetime_ends_cleanly_and_the_client_resumes(serve):
+    bus = rxsse.EventBus()
+    live = LiveSubscriptions()
+    seen: list[str | None] = []
+
+    @rxsse.sse("/feed", max_lifetime=0.2, lifetime_jitter=0.5)
+    def feed(request: web.Request, last_event_id: str | None = None) -> rx.Observable[Any]:
+        seen.append(last_event_id)
+        return live.track(bus.on("feed", last_event_id=last_event_id))
+
+    app = web.Application()
+    rxsse.setup(app, feed, bus=bus, heartbeat=None)
+    server = await serve(app)
+    total = 400
+    received: list[int] = []
+
+    async def emit() -> None:
+        await wait_until(lambda: live.live == 1)  # the client is subscribed: none missed
+        for n in range(total):
+            bus.emit("feed", n)
+            await asyncio.sleep(0.002)
+
+    async def receive() -> None:
+        async with EventSource(server.url("/feed"), retry=0.01) as events:
+            async for event in events:
+                received.append(int(event.data))
+                if len(received) == total:
+                    break
+
+    await asyncio.wait_for(asyncio.gather(emit(), receive()), timeout=60)
+    assert received == list(range(total))  # every event once, in order, across the ends
+    counters = rxsse.metrics(app)
+    assert counters.expired >= 2
+    assert len(seen) >= 3 and seen[0] is None and all(seen[1:])
+    assert counters.errors == counters.disconnects == 0
+    await wait_until(lambda: live.live == 0)
+
+
+# -- send timeout ---------------------------------------------------------------------------
+
+
+def stuck_client_app(**options: Any) -> web.Application:
+    """``GET /big?count=N&period=S``: N frames of 256 KiB, one every S seconds (0: at once), to
+    a client that will read nothing; the buffer is larger than all of them, so only the send
+    timeout can act."""
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        count, period = int(request.query["count"]), float(request.query["period"])
+        payload = "z" * (256 * 1024)
+        numbers = rx.range(count) if period == 0 else rx.interval(period).pipe(ops.take(count))
+        source = numbers.pipe(ops.map(lambda n: f"{n} {payload}"))
+        return await rxsse.stream(
+            request, source, heartbeat=None, max_buffer_bytes=1 << 30, **options
+        )
+
+    app = web.Application()
+    app.router.add_get("/big", big)
+    rxsse.setup(app)
+    return app
+
+
+async def open_without_reading(server: Any, path: str) -> tuple[Any, Any]:
+    host, port = server.url("").split("//", 1)[1].split("/", 1)[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return reader, writer
+
+
+async def read_to_the_end(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await asyncio.wait_for(reader.read(-1), timeout=30)
+    except ConnectionResetError:
+        return b""
+
+
+@pytest.mark.parametrize("overflow", ["disconnect", "drop_oldest"])
+async def test_client_taking_no_data_is_dropped_after_the_send_timeout(serve, overflow):
+    app = stuck_client_app(send_timeout=0.3, overflow=overflow)
+    server = await serve(app)
+    reader, writer = await open_without_reading(server, "/big?count=100000&period=0.005")
+    counters = rxsse.metrics(app)
+    await wait_until(lambda: counters.send_timeouts == 1, timeout=30)
+    await wait_until(lambda: counters.open_streams == 0)
+    assert counters.overflows == 0 and sum(counters.frames_dropped.values()) == 0
+    await read_to_the_end(reader)  # the server closed the connection
+    writer.close()
+
+
+async def test_a_stuck_client_cannot_hold_a_finished_stream_open(serve):
+    # The source completes while frames still wait for the client: the last writes are bounded
+    # by the send timeout too, so the handler returns.
+    app = stuck_client_app(send_timeout=0.3)
+    server = await serve(app)
+    reader, writer = await open_without_reading(server, "/big?count=200&period=0")
+    counters = rxsse.metrics(app)
+    await wait_until(lambda: counters.completed == 1, timeout=30)
+    await wait_until(lambda: counters.open_streams == 0, timeout=30)
+    assert counters.send_timeouts == 1
+    received = await read_to_the_end(reader)  # closed, short of the 50 MiB sent
+    assert len(received) < 200 * 256 * 1024
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("send_timeout", 0),
+        ("send_timeout", -1.0),
+        ("send_timeout", float("nan")),
+        ("send_timeout", float("inf")),
+        ("max_lifetime", 0),
+        ("max_lifetime", "60"),
+        ("lifetime_jitter", 1.0),
+        ("lifetime_jitter", -0.1),
+        ("lifetime_jitter", True),
+    ],
+)
+async def test_bad_time_limits_are_rejected(option, value):
+    with pytest.raises(ValueError, match=option):
+        await rxsse.stream(None, rx.never(), **{option: value})  # type: ignore[arg-type]
