@@ -7,6 +7,7 @@ Observable completes, and disposes the subscription the moment the client discon
 
 from .bus import Broker, EventBus, MemoryBroker
 from .client import EventSource, EventSourceError, observe
+from .cors import CORS
 from .errors import bad_request, json_error
 from .event import MessageEvent
 from .metrics import StreamMetrics, metrics
@@ -18,6 +19,7 @@ from .speed import use_uvloop
 from .stream import DEFAULT_HEARTBEAT, SSE_HEADERS, StreamSession, open_streams, stream
 
 __all__ = [
+    "CORS",
     "DEFAULT_HEARTBEAT",
     "SSE_HEADERS",
     "Broker",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, TypeVar
 
@@ -14,6 +14,7 @@ from aiohttp import web
 from reactivex import Observable
 
 from .binding import Binder
+from .cors import CORS
 from .errors import json_error
 from .event import MessageEvent
 from .metrics import StreamMetrics, metrics, prometheus_text
@@ -181,6 +182,7 @@ def setup(
     max_streams: int | None = None,
     retry_after: int = 5,
     shutdown_event: MessageEvent | None = None,
+    cors: CORS | None = None,
     **options: Any,
 ) -> None:
     """Register every route of every controller on ``app``, and end open streams on shutdown.
@@ -200,6 +202,9 @@ def setup(
         retry_after: the ``Retry-After`` of those 503s.
         shutdown_event: sent to every open stream when the app shuts down, before it ends
             (e.g. ``MessageEvent({"reason": "restart"}, type="shutdown", retry=1000)``).
+        cors: which other origins may use these routes from a browser (see :class:`rxsse.CORS`);
+            ``None`` (the default) sends no CORS headers, so only same-origin pages can read
+            the streams.
         options: defaults for every ``@sse`` route: the keywords of :func:`rxsse.stream`
             (``heartbeat``, ``headers``, buffer limits, ``overflow``, ``send_timeout``,
             ``max_lifetime``, ``lifetime_jitter``); a route's own options override them.
@@ -225,6 +230,7 @@ def setup(
             return web.Response(text=prometheus_text(counters), content_type="text/plain")
 
         app.router.add_get(metrics_path, serve_metrics)
+    resources: dict[str, web.Resource] = {}
     for target in controllers:
         instance = target() if isinstance(target, type) else target
         _register_hooks(app, instance)
@@ -237,7 +243,12 @@ def setup(
                 view = _sse_view(handler, binder, guards, busy, {**options, **spec.options})
             else:
                 view = _plain_view(handler, binder, guards)
-            app.router.add_route(spec.method, full_path, view)
+            resource = resources.get(full_path)
+            if resource is None:
+                resource = resources[full_path] = app.router.add_resource(full_path)
+            resource.add_route(spec.method, view)
+    if cors is not None:
+        _install_cors(app, cors, resources.values())
 
 
 def _install_bus(
@@ -254,6 +265,29 @@ def _install_bus(
 
     app.on_startup.append(start)
     app.on_cleanup.append(close)
+
+
+def _install_cors(app: web.Application, cors: CORS, resources: Iterable[web.Resource]) -> None:
+    """Answer preflights on each resource, and add CORS headers to its responses."""
+    served = set(resources)
+    for resource in served:
+        methods = sorted({route.method for route in resource})
+
+        async def preflight(request: web.Request, methods: list[str] = methods) -> web.Response:
+            return cors.preflight(request, methods)
+
+        resource.add_route("OPTIONS", preflight)
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        # Runs as headers are sent: for streams, for plain answers and for HTTP errors alike.
+        if request.method == "OPTIONS" or request.match_info.route.resource not in served:
+            return
+        for name, value in cors.headers_for(request.headers.get("Origin")).items():
+            if name == "Vary" and "Vary" in response.headers:
+                value = f"{response.headers['Vary']}, {value}"
+            response.headers[name] = value
+
+    app.on_response_prepare.append(add_headers)
 
 
 def _register_hooks(app: web.Application, instance: object) -> None:

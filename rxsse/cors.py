@@ -1,0 +1,139 @@
+"""Cross-origin access to an app's rxsse routes: off unless ``setup(app, cors=CORS(...))``.
+
+A page on another origin can then open ``new EventSource(url, {withCredentials: true})`` (or
+``fetch`` a plain route): responses to an allowed ``Origin`` carry the CORS headers, and the
+preflight ``OPTIONS`` a browser sends first when a request is not "simple" (an EventSource
+reconnecting with a long or unusual ``Last-Event-ID``, a ``fetch`` with a JSON body or an
+``Authorization`` header) is answered. Other origins get no CORS headers, so their pages cannot
+read the responses, and a preflight from them is refused with 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlsplit
+
+from aiohttp import hdrs, web
+
+from .errors import json_error
+
+__all__ = ["CORS"]
+
+# Request headers always allowed: browsers send Last-Event-ID when an EventSource reconnects
+# (it needs a preflight when long or unusual), and a JSON body has a Content-Type that does.
+_DEFAULT_HEADERS: Final = ("Last-Event-ID", "Content-Type")
+
+
+@dataclass(frozen=True)
+class CORS:
+    """Which other origins may use the app's rxsse routes from a browser.
+
+    Args:
+        origins: the allowed origins, each ``scheme://host[:port]`` exactly as browsers send
+            it in ``Origin`` (``"https://app.example.com"``), or ``"*"`` for any origin (only
+            without credentials).
+        credentials: allow cookies and HTTP authentication (``withCredentials: true``); the
+            response then names the origin instead of ``*``.
+        allow_headers: request headers a cross-origin page may send besides
+            ``Last-Event-ID`` and ``Content-Type`` (always allowed), e.g. ``["Authorization"]``.
+        max_age: seconds a browser may cache a preflight answer.
+
+    Example:
+        >>> rxsse.setup(app, Events(), cors=CORS(["https://app.example.com"], credentials=True))
+        ... # doctest: +SKIP
+    """
+
+    origins: Iterable[str]
+    credentials: bool = False
+    allow_headers: Iterable[str] = ()
+    max_age: int = 600
+    _origins: frozenset[str] = field(init=False, repr=False)
+    _headers: frozenset[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.origins, str):
+            raise ValueError(
+                f"CORS origins must be a list of origins, not the string {self.origins!r}"
+            )
+        object.__setattr__(self, "origins", tuple(self.origins))
+        object.__setattr__(self, "allow_headers", tuple(self.allow_headers))
+        origins = frozenset(origin.lower() for origin in self.origins)  # as browsers send them
+        if not origins:
+            raise ValueError("CORS needs at least one origin (or '*')")
+        for origin in origins:
+            if origin != "*" and not _is_origin(origin):
+                raise ValueError(
+                    f"CORS origin {origin!r} is not scheme://host[:port] (no path, no slash)"
+                )
+        if "*" in origins and self.credentials:
+            raise ValueError("CORS with credentials=True must name its origins; '*' is refused")
+        if isinstance(self.max_age, bool) or not isinstance(self.max_age, int) or self.max_age < 0:
+            raise ValueError(f"CORS max_age must be a non-negative int, not {self.max_age!r}")
+        headers = {name.strip().lower() for name in (*_DEFAULT_HEADERS, *self.allow_headers)}
+        object.__setattr__(self, "_origins", origins)
+        object.__setattr__(self, "_headers", frozenset(headers))
+
+    def allows(self, origin: str) -> bool:
+        """Whether a page of ``origin`` may use the routes."""
+        return "*" in self._origins or origin in self._origins
+
+    def headers_for(self, origin: str | None) -> dict[str, str]:
+        """The CORS headers of a response to a request from ``origin``."""
+        headers: dict[str, str] = {} if "*" in self._origins else {hdrs.VARY: "Origin"}
+        if origin is None or not self.allows(origin):
+            return headers
+        if self.credentials:
+            headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
+            headers[hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS] = "true"
+        else:
+            headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = "*" if "*" in self._origins else origin
+        return headers
+
+    def preflight(self, request: web.Request, methods: Iterable[str]) -> web.Response:
+        """The answer to a preflight ``OPTIONS`` for a resource serving ``methods``.
+
+        Raises:
+            web.HTTPException: 403 with a JSON body when the origin, the method or a header
+                is not allowed (400 when it is not a preflight at all).
+        """
+        origin = request.headers.get(hdrs.ORIGIN)
+        method = request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_METHOD)
+        if origin is None or method is None:
+            raise json_error(
+                400, "not a CORS preflight: Origin and Access-Control-Request-Method are required"
+            )
+        if not self.allows(origin):
+            raise json_error(403, "origin not allowed", origin=origin)
+        allowed_methods = sorted(set(methods))
+        if method not in allowed_methods:
+            raise json_error(403, "method not allowed", method=method, allowed=allowed_methods)
+        asked = request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS, "")
+        wanted = [name.strip().lower() for name in asked.split(",") if name.strip()]
+        refused = sorted(set(wanted) - self._headers)
+        if refused:
+            raise json_error(403, "request headers not allowed", refused=refused)
+        headers = self.headers_for(origin)
+        headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = ", ".join(allowed_methods)
+        if wanted:
+            headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = ", ".join(wanted)
+        headers[hdrs.ACCESS_CONTROL_MAX_AGE] = str(self.max_age)
+        return web.Response(status=204, headers=headers)
+
+
+def _is_origin(origin: str) -> bool:
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        return False
+    return (
+        bool(parts.scheme)
+        and bool(parts.hostname)
+        and not parts.path
+        and not parts.query
+        and not parts.fragment
+        and "@" not in parts.netloc
+        and origin == f"{parts.scheme}://{parts.netloc}"
+    )
