@@ -58,8 +58,9 @@ class MessageEvent:
         event: another name for ``type``, as the field is called on the wire.
 
     Raises:
-        ValueError: for an ``id`` or ``type`` that would break the frame, a negative or
-            non-integer ``retry``, or both ``type`` and ``event`` given.
+        ValueError: for an ``id`` or ``type`` that would break the frame, an ``id``, ``type``
+            or ``comment`` that is not valid Unicode, a negative or non-integer ``retry``, or
+            both ``type`` and ``event`` given. (``data`` is checked when first encoded.)
 
     Example:
         >>> MessageEvent({"count": 1}, id=1, type="tick").encode()
@@ -174,7 +175,7 @@ def _check_id(value: str | int | None) -> str | None:
     text = str(value)
     if "\n" in text or "\r" in text or "\0" in text:
         raise ValueError(f"id may not contain CR, LF or NUL: {text!r}")
-    return text
+    return _check_unicode(text, "id")
 
 
 def _check_type(value: str | None) -> str | None:
@@ -184,7 +185,7 @@ def _check_type(value: str | None) -> str | None:
         raise ValueError(f"type must be a str, not {value.__class__.__name__}")
     if "\n" in value or "\r" in value:
         raise ValueError(f"type may not contain CR or LF: {value!r}")
-    return value
+    return _check_unicode(value, "type")
 
 
 def _check_retry(value: int | None) -> int | None:
@@ -198,6 +199,19 @@ def _check_retry(value: int | None) -> int | None:
 
 
 def _check_comment(value: str | None) -> str | None:
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return None
+    if not isinstance(value, str):
         raise ValueError(f"comment must be a str, not {value.__class__.__name__}")
-    return value
+    return _check_unicode(value, "comment")
+
+
+def _check_unicode(text: str, field: str) -> str:
+    """Refuse text that UTF-8 cannot carry (lone surrogates) when the event is built, rather
+    than when it is first sent."""
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{field} is not valid Unicode (a lone surrogate): {text!r}") from None
+    return text

@@ -139,3 +139,15 @@ def test_nan_and_infinity_are_refused_as_browsers_cannot_parse_them(bad):
 def test_fast_path_and_general_path_encode_alike():
     data = {"n": 1, "name": "Zoë", "list": [1.5, None, True]}
     assert MessageEvent(data).encode() == MessageEvent(data, comment="x").encode()[4:]
+
+
+@pytest.mark.parametrize("field", ["id", "type", "comment"])
+def test_lone_surrogates_in_id_type_or_comment_are_refused_when_built(field):
+    with pytest.raises(ValueError, match=f"{field} is not valid Unicode"):
+        MessageEvent("x", **{field: "ok\ud800"})
+
+
+def test_lone_surrogates_in_data_are_refused_when_encoded():
+    event = MessageEvent("ok\udfff")  # data is not scanned per event when built
+    with pytest.raises(ValueError):
+        event.encode()

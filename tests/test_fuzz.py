@@ -16,11 +16,26 @@ from rxsse import MessageEvent, Parser
 _any_text = st.text(max_size=40)  # any code points, surrogates included
 
 
-def build(data: Any, id: Any, type: Any, comment: Any) -> bytes | None:
-    """The frame, or None when rxsse refuses the input with a ValueError."""
+def is_unicode(text: str | None) -> bool:
     try:
-        return MessageEvent(data, id=id, type=type, comment=comment).encode()
+        text is None or text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def build(data: Any, id: Any, type: Any, comment: Any) -> bytes | None:
+    """The frame, or None when rxsse refuses the input with a ValueError: when the event is
+    built, or, for data that UTF-8 cannot carry, when it is encoded."""
+    try:
+        event = MessageEvent(data, id=id, type=type, comment=comment)
     except ValueError:
+        return None
+    assert all(is_unicode(field) for field in (id, type, comment))  # refused when built
+    try:
+        return event.encode()
+    except ValueError:
+        assert not is_unicode(data)  # the only thing left to refuse
         return None
 
 
