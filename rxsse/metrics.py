@@ -20,7 +20,8 @@ class StreamMetrics:
         events_sent: frames handed to the transport (events, heartbeats and error frames).
         frames_dropped: frames dropped by an overflow policy, by policy name.
         overflows: streams closed because their client fell behind (policy ``disconnect``).
-        send_timeouts: streams dropped because their client took no data for ``send_timeout``.
+        send_timeouts: connections dropped because their client took no data for
+            ``send_timeout``; a stream stuck while ending is counted under its end as well.
         expired: streams ended cleanly by their ``max_lifetime``.
         disconnects: streams whose client went away.
         completed: streams ended by their Observable completing.

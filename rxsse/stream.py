@@ -124,7 +124,12 @@ async def stream(
     if heartbeat is not None and heartbeat <= 0:
         raise ValueError(f"heartbeat must be a positive number of seconds or None, not {heartbeat}")
     limits = StreamLimits(
-        max_buffer_frames, max_buffer_bytes, overflow, send_timeout, max_lifetime, lifetime_jitter
+        frames=max_buffer_frames,
+        bytes=max_buffer_bytes,
+        overflow=overflow,
+        send_timeout=send_timeout,
+        max_lifetime=max_lifetime,
+        lifetime_jitter=lifetime_jitter,
     )
     observable = source if isinstance(source, Observable) else from_async_iterable(source)
     response = web.StreamResponse(headers={**SSE_HEADERS, **(headers or {})})
@@ -161,6 +166,7 @@ class StreamSession:
         "_request",
         "_response",
         "_stall",
+        "_stall_backlog",
         "_subscription",
         "_thread",
         "_watch",
@@ -197,6 +203,7 @@ class StreamSession:
         self._heartbeat_handle: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None  # the end of max_lifetime
         self._stall: asyncio.TimerHandle | None = None  # the send timeout of a blocked write
+        self._stall_backlog = 0  # bytes waiting in the transport when it was (re)armed
         self._watch = _watch()
         self._flusher = _flusher()
 
@@ -229,7 +236,11 @@ class StreamSession:
             await asyncio.sleep(0)
             if self._end == "error" and not self._pending:
                 raise _http_error(self._error)
-            await self._response.prepare(self._request)
+            try:
+                await self._response.prepare(self._request)
+            except ConnectionError:  # the client left (or a burst overflowed) before the headers
+                self._finish("disconnected")
+                return self._response  # aiohttp finds the connection closed and moves on quietly
             self._open = True
             self._metrics.open_streams += 1
             self._metrics.streams_total += 1
@@ -339,6 +350,11 @@ class StreamSession:
 
     def _send_timed_out(self) -> None:
         self._stall = None
+        transport = self._request.transport
+        backlog = transport.get_write_buffer_size() if transport is not None else 0
+        if backlog < self._stall_backlog:  # slow, but it took some: give it another period
+            self._arm_send_timeout()
+            return
         logger.info(
             "dropping the stream of %s: its client took no data for %s s",
             self._request.remote,
@@ -350,8 +366,12 @@ class StreamSession:
         self._drop_client("timeout")
 
     def _arm_send_timeout(self) -> None:
+        """Start the send timeout: the client must take some of what waits in the transport
+        within ``send_timeout`` seconds, and again each period after, or be dropped."""
         timeout = self._limits.send_timeout
         if timeout is not None and self._stall is None:
+            transport = self._request.transport
+            self._stall_backlog = transport.get_write_buffer_size() if transport else 0
             self._stall = self._loop.call_later(timeout, self._send_timed_out)
 
     def _disarm_send_timeout(self) -> None:
@@ -374,7 +394,9 @@ class StreamSession:
         """
         self._queued = False
         pending = self._pending
-        if not pending or self._blocked is not None or self._end in _GONE:
+        # After the end, _close_response writes what is left: writing it here as well would
+        # send it twice.
+        if not pending or self._blocked is not None or self._end is not None:
             return
         now = self._loop.time()
         if now - self._last_flush < _COALESCE_WINDOW and self._pending_bytes < _COALESCE_BYTES:
@@ -447,17 +469,19 @@ class StreamSession:
         try:
             if self._blocked is not None:
                 await self._blocked  # under the send timeout its write armed
-            self._arm_send_timeout()  # the last writes may not wait for a stuck client forever
-            if self._deferred is not None:
-                self._deferred.cancel()
-            if self._pending:
-                await response.write(b"".join(self._pending))
-                self._pending.clear()
+            frames, self._pending = self._pending, []
+            self._pending_bytes = 0
             if self._end == "error":
-                await response.write(_error_frame(self._error, self._request))
+                frames.append(_error_frame(self._error, self._request))
+            if frames:
+                self._metrics.events_sent += len(frames)
+                blocked = write_now(response, b"".join(frames))
+                if blocked is not None:  # the last frames may not wait for a stuck client forever
+                    self._arm_send_timeout()
+                    await blocked
             await response.write_eof()
         except ConnectionError:
-            self._pending.clear()
+            pass  # the client is gone: nothing more to send
 
     def transport_lost(self) -> bool:
         """Whether the connection is closed or closing (for the disconnect watch)."""

@@ -12,7 +12,7 @@ from aiohttp import web
 from reactivex import operators as ops
 
 import rxsse
-from rxsse import EventSource
+from rxsse import EventSource, MessageEvent
 from rxsse.limits import StreamLimits
 from tests.conftest import LiveSubscriptions, wait_until
 
@@ -109,7 +109,10 @@ async def test_stream_past_its_lifetime_ends_cleanly_and_the_client_resumes(serv
             await asyncio.sleep(0.002)
 
     async def receive() -> None:
-        async with EventSource(server.url("/feed"), retry=0.01) as events:
+        # Starting from the log's origin, even a first connection that ends before any event
+        # resumes with an id.
+        url, origin = server.url("/feed"), bus.origin_id
+        async with EventSource(url, retry=0.01, last_event_id=origin) as events:
             async for event in events:
                 received.append(int(event.data))
                 if len(received) == total:
@@ -119,24 +122,45 @@ async def test_stream_past_its_lifetime_ends_cleanly_and_the_client_resumes(serv
     assert received == list(range(total))  # every event once, in order, across the ends
     counters = rxsse.metrics(app)
     assert counters.expired >= 2
-    assert len(seen) >= 3 and seen[0] is None and all(seen[1:])
+    assert len(seen) >= 3 and all(seen)  # every connection resumed from an id
     assert counters.errors == counters.disconnects == 0
     await wait_until(lambda: live.live == 0)
+
+
+async def test_a_stream_past_its_lifetime_ends_its_response_cleanly(serve):
+    @rxsse.sse("/quiet", max_lifetime=0.1, lifetime_jitter=0)
+    def quiet() -> rx.Observable[Any]:
+        return rx.concat(rx.of(MessageEvent("hello", id=1)), rx.never())
+
+    app = web.Application()
+    rxsse.setup(app, quiet, heartbeat=None)
+    server = await serve(app)
+    async with server.get("/quiet") as resp:
+        body = await asyncio.wait_for(resp.read(), timeout=10)  # a cut body would raise
+    assert body == b"id: 1\ndata: hello\n\n"
+    counters = rxsse.metrics(app)
+    assert counters.expired == 1 and counters.disconnects == counters.errors == 0
 
 
 # -- send timeout ---------------------------------------------------------------------------
 
 
+FRAME = 256 * 1024
+
+
 def stuck_client_app(**options: Any) -> web.Application:
-    """``GET /big?count=N&period=S``: N frames of 256 KiB, one every S seconds (0: at once), to
-    a client that will read nothing; the buffer is larger than all of them, so only the send
-    timeout can act."""
+    """``GET /big?count=N&period=S``: N frames of 256 KiB, one every S seconds (0: all at once,
+    then the end), to a client that reads little or nothing; the buffer is larger than all of
+    them, so only the send timeout can act."""
 
     async def big(request: web.Request) -> web.StreamResponse:
         count, period = int(request.query["count"]), float(request.query["period"])
-        payload = "z" * (256 * 1024)
-        numbers = rx.range(count) if period == 0 else rx.interval(period).pipe(ops.take(count))
-        source = numbers.pipe(ops.map(lambda n: f"{n} {payload}"))
+        payload = "z" * FRAME
+        if period == 0:
+            source = rx.from_iterable([f"{n} {payload}" for n in range(count)])
+        else:
+            numbers = rx.interval(period).pipe(ops.take(count))
+            source = numbers.pipe(ops.map(lambda n: f"{n} {payload}"))
         return await rxsse.stream(
             request, source, heartbeat=None, max_buffer_bytes=1 << 30, **options
         )
@@ -150,7 +174,7 @@ def stuck_client_app(**options: Any) -> web.Application:
 async def open_without_reading(server: Any, path: str) -> tuple[Any, Any]:
     host, port = server.url("").split("//", 1)[1].split("/", 1)[0].split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     return reader, writer
 
 
@@ -175,8 +199,8 @@ async def test_client_taking_no_data_is_dropped_after_the_send_timeout(serve, ov
 
 
 async def test_a_stuck_client_cannot_hold_a_finished_stream_open(serve):
-    # The source completes while frames still wait for the client: the last writes are bounded
-    # by the send timeout too, so the handler returns.
+    # The source emits everything and completes before the headers are even sent, so all of
+    # it is written by the stream's ending: that last write is under the send timeout too.
     app = stuck_client_app(send_timeout=0.3)
     server = await serve(app)
     reader, writer = await open_without_reading(server, "/big?count=200&period=0")
@@ -185,7 +209,24 @@ async def test_a_stuck_client_cannot_hold_a_finished_stream_open(serve):
     await wait_until(lambda: counters.open_streams == 0, timeout=30)
     assert counters.send_timeouts == 1
     received = await read_to_the_end(reader)  # closed, short of the 50 MiB sent
-    assert len(received) < 200 * 256 * 1024
+    assert len(received) < 200 * FRAME
+    writer.close()
+
+
+async def test_a_slow_client_that_keeps_reading_is_not_dropped(serve):
+    # 20 MiB at once, read 256 KiB at a time with a pause between reads: the write waits for
+    # this client far longer than the send timeout, but the client takes data every period.
+    app = stuck_client_app(send_timeout=0.3)
+    server = await serve(app)
+    reader, writer = await open_without_reading(server, "/big?count=80&period=0")
+    received = 0
+    while chunk := await asyncio.wait_for(reader.read(FRAME), timeout=30):
+        received += len(chunk)
+        await asyncio.sleep(0.02)  # a slow reader: about 12 MiB/s at most
+    counters = rxsse.metrics(app)
+    assert counters.send_timeouts == 0
+    assert counters.completed == 1 and counters.events_sent == 80
+    assert received > 80 * FRAME  # everything, with the HTTP framing
     writer.close()
 
 

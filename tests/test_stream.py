@@ -7,6 +7,7 @@ import json
 import threading
 from typing import Any
 
+import aiohttp
 import pytest
 import reactivex as rx
 from aiohttp import web
@@ -291,6 +292,30 @@ async def test_shutdown_ends_open_streams(serve):
     await shutdown
     assert live.live == 0
     assert rxsse.open_streams(app) == []
+
+
+async def test_frames_emitted_before_the_headers_are_sent_once_though_the_end_must_wait(serve):
+    # The source emits 12 MiB and completes within subscribe(): the stream's ending writes it
+    # all, and waits for the client while doing so.
+    payload = "y" * (256 * 1024)
+    frames = [f"{n} {payload}" for n in range(50)]
+    app = app_streaming(lambda r: rx.from_iterable(frames), max_buffer_bytes=1 << 30)
+    client = await serve(app)
+    resp = await client.get("/s")
+    frames = await FrameReader(resp).rest(timeout=30)
+    assert [int(f.data.split()[0]) for f in frames] == list(range(50))
+    assert rxsse.metrics(app).events_sent == 50
+
+
+async def test_a_burst_over_the_buffer_before_the_headers_closes_quietly(serve, caplog):
+    frames = [f"{n} {'y' * 1000}" for n in range(100)]
+    app = app_streaming(lambda r: rx.from_iterable(frames), max_buffer_frames=10)
+    client = await serve(app)
+    with pytest.raises(aiohttp.ServerDisconnectedError):  # cut before any header
+        await client.get("/s")
+    assert rxsse.metrics(app).overflows >= 1  # (aiohttp's client retries such a GET once)
+    assert rxsse.open_streams(app) == []
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
 
 
 async def test_a_client_that_reads_late_gets_every_frame_in_order(serve):
