@@ -10,7 +10,7 @@ read the responses, and a preflight from them is refused with 403.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
@@ -19,7 +19,7 @@ from aiohttp import hdrs, web
 
 from .errors import json_error
 
-__all__ = ["CORS"]
+__all__ = ["CORS", "install_cors"]
 
 # Request headers always allowed: browsers send Last-Event-ID when an EventSource reconnects
 # (it needs a preflight when long or unusual), and a JSON body has a Content-Type that does.
@@ -59,14 +59,9 @@ class CORS:
             )
         object.__setattr__(self, "origins", tuple(self.origins))
         object.__setattr__(self, "allow_headers", tuple(self.allow_headers))
-        origins = frozenset(origin.lower() for origin in self.origins)  # as browsers send them
+        origins = frozenset(_as_sent(origin) for origin in self.origins)
         if not origins:
             raise ValueError("CORS needs at least one origin (or '*')")
-        for origin in origins:
-            if origin != "*" and not _is_origin(origin):
-                raise ValueError(
-                    f"CORS origin {origin!r} is not scheme://host[:port] (no path, no slash)"
-                )
         if "*" in origins and self.credentials:
             raise ValueError("CORS with credentials=True must name its origins; '*' is refused")
         if isinstance(self.max_age, bool) or not isinstance(self.max_age, int) or self.max_age < 0:
@@ -122,18 +117,104 @@ class CORS:
         return web.Response(status=204, headers=headers)
 
 
-def _is_origin(origin: str) -> bool:
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def _as_sent(origin: str) -> str:
+    """``origin`` as a browser sends it in ``Origin``: lower case, no default port.
+
+    Raises:
+        ValueError: when it is not ``scheme://host[:port]``.
+    """
+    if origin == "*":
+        return origin
+    text = origin.lower()
     try:
-        parts = urlsplit(origin)
-        parts.port  # noqa: B018 -- raises ValueError for a bad port
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError for a bad port
     except ValueError:
-        return False
-    return (
-        bool(parts.scheme)
-        and bool(parts.hostname)
-        and not parts.path
-        and not parts.query
-        and not parts.fragment
-        and "@" not in parts.netloc
-        and origin == f"{parts.scheme}://{parts.netloc}"
-    )
+        parts, port = None, None
+    if (
+        parts is None
+        or not parts.scheme
+        or not parts.hostname
+        or "@" in parts.netloc
+        or text != f"{parts.scheme}://{parts.netloc}"  # no path, query or fragment
+    ):
+        raise ValueError(f"CORS origin {origin!r} is not scheme://host[:port] (no path, no slash)")
+    if port is not None and _DEFAULT_PORTS.get(parts.scheme) == port:
+        return text.rsplit(":", 1)[0]
+    return text
+
+
+# -- installing a policy on an app ------------------------------------------------------------
+
+_POLICY: Final = web.AppKey("rxsse.cors", CORS)
+_RESOURCES: Final = web.AppKey["set[web.Resource]"]("rxsse.cors_resources")
+
+
+def install_cors(
+    app: web.Application, cors: CORS | None, resources: Iterable[web.Resource]
+) -> None:
+    """Record the resources ``setup`` registered; once the app has a policy (given now or by an
+    earlier ``setup``), each of them answers preflights and its responses get the headers.
+
+    Raises:
+        ValueError: when the app was already given a different policy.
+    """
+    known = app.get(_RESOURCES)
+    if known is None:
+        known = app[_RESOURCES] = set()
+    known.update(resources)
+    policy = app.get(_POLICY)
+    if cors is not None and policy is None:
+        app[_POLICY] = policy = cors
+        app.on_response_prepare.append(_headers_hook(cors, known))
+    elif cors is not None and cors != policy:
+        raise ValueError("this app already has another CORS policy: give cors= to setup() once")
+    if policy is None:
+        return
+    for resource in known:
+        if all(route.method != hdrs.METH_OPTIONS for route in resource):
+            resource.add_route(hdrs.METH_OPTIONS, _preflight_handler(policy, resource, known))
+
+
+def _preflight_handler(
+    policy: CORS, resource: web.Resource, known: set[web.Resource]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def preflight(request: web.Request) -> web.Response:
+        # Read now, over every resource of this path: a later setup() may add methods to it.
+        methods = {
+            route.method
+            for other in known
+            if other.canonical == resource.canonical
+            for route in other
+            if route.method != hdrs.METH_OPTIONS
+        }
+        return policy.preflight(request, methods)
+
+    return preflight
+
+
+def _headers_hook(
+    policy: CORS, served: set[web.Resource]
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        # Runs as headers are sent: for streams, for plain answers and for HTTP errors alike.
+        if request.method == hdrs.METH_OPTIONS or request.match_info.route.resource not in served:
+            return
+        for name, value in policy.headers_for(request.headers.get(hdrs.ORIGIN)).items():
+            if name == hdrs.VARY:
+                value = _vary_with(response.headers.getall(hdrs.VARY, []), value)
+            response.headers[name] = value
+
+    return add_headers
+
+
+def _vary_with(existing: list[str], name: str) -> str:
+    """A ``Vary`` value that has ``name`` in it, keeping what ``existing`` (values of one or
+    more ``Vary`` headers) already names."""
+    tokens = [token.strip() for value in existing for token in value.split(",") if token.strip()]
+    if "*" in tokens or name.lower() in (token.lower() for token in tokens):
+        return ", ".join(tokens)
+    return ", ".join([*tokens, name])

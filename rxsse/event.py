@@ -167,9 +167,10 @@ class MessageEvent:
         return (self.data, self.id, self.type, self.retry, self.comment)
 
 
-def _check_id(value: str | int | None) -> str | None:
-    if value is None:
-        return None
+# The checks below run only for fields that were given (not None).
+
+
+def _check_id(value: str | int) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValueError(f"id must be a str or an int, not {value.__class__.__name__}")
     text = str(value)
@@ -178,9 +179,7 @@ def _check_id(value: str | int | None) -> str | None:
     return _check_unicode(text, "id")
 
 
-def _check_type(value: str | None) -> str | None:
-    if value is None:
-        return None
+def _check_type(value: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"type must be a str, not {value.__class__.__name__}")
     if "\n" in value or "\r" in value:
@@ -188,9 +187,7 @@ def _check_type(value: str | None) -> str | None:
     return _check_unicode(value, "type")
 
 
-def _check_retry(value: int | None) -> int | None:
-    if value is None:
-        return None
+def _check_retry(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"retry must be an int of milliseconds, not {value!r}")
     if value < 0:
@@ -198,9 +195,7 @@ def _check_retry(value: int | None) -> int | None:
     return value
 
 
-def _check_comment(value: str | None) -> str | None:
-    if value is None:
-        return None
+def _check_comment(value: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"comment must be a str, not {value.__class__.__name__}")
     return _check_unicode(value, "comment")

@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_SEND_TIMEOUT",
     "Overflow",
     "StreamLimits",
+    "positive_seconds",
 ]
 
 #: What happens when a slow client makes a stream's buffer overflow.
@@ -60,7 +61,7 @@ class StreamLimits:
             )
         for name in ("send_timeout", "max_lifetime"):
             value = getattr(self, name)
-            if value is not None and not _positive_number(value):
+            if value is not None and not positive_seconds(value):
                 raise ValueError(
                     f"{name} must be a positive number of seconds or None, not {value!r}"
                 )
@@ -79,5 +80,6 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
-def _positive_number(value: object) -> bool:
+def positive_seconds(value: object) -> bool:
+    """Whether ``value`` is a usable positive, finite number of seconds."""
     return _number(value) and 0 < value < float("inf")  # type: ignore[operator]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, TypeVar
 
@@ -14,7 +14,7 @@ from aiohttp import web
 from reactivex import Observable
 
 from .binding import Binder
-from .cors import CORS
+from .cors import CORS, install_cors
 from .errors import json_error
 from .event import MessageEvent
 from .metrics import StreamMetrics, metrics, prometheus_text
@@ -32,18 +32,7 @@ _ROUTE: Final = "__rxsse_route__"
 _PREFIX: Final = "__rxsse_prefix__"
 _GUARDS: Final = "__rxsse_guards__"
 #: Options an ``@sse`` route (or ``setup``, as defaults) accepts: the keywords of ``stream()``.
-STREAM_OPTIONS: Final = frozenset(
-    {
-        "heartbeat",
-        "headers",
-        "max_buffer_frames",
-        "max_buffer_bytes",
-        "overflow",
-        "send_timeout",
-        "max_lifetime",
-        "lifetime_jitter",
-    }
-)
+STREAM_OPTIONS: Final = frozenset(inspect.signature(stream).parameters) - {"request", "source"}
 
 
 @dataclass(frozen=True)
@@ -247,8 +236,7 @@ def setup(
             if resource is None:
                 resource = resources[full_path] = app.router.add_resource(full_path)
             resource.add_route(spec.method, view)
-    if cors is not None:
-        _install_cors(app, cors, resources.values())
+    install_cors(app, cors, resources.values())
 
 
 def _install_bus(
@@ -265,29 +253,6 @@ def _install_bus(
 
     app.on_startup.append(start)
     app.on_cleanup.append(close)
-
-
-def _install_cors(app: web.Application, cors: CORS, resources: Iterable[web.Resource]) -> None:
-    """Answer preflights on each resource, and add CORS headers to its responses."""
-    served = set(resources)
-    for resource in served:
-        methods = sorted({route.method for route in resource})
-
-        async def preflight(request: web.Request, methods: list[str] = methods) -> web.Response:
-            return cors.preflight(request, methods)
-
-        resource.add_route("OPTIONS", preflight)
-
-    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-        # Runs as headers are sent: for streams, for plain answers and for HTTP errors alike.
-        if request.method == "OPTIONS" or request.match_info.route.resource not in served:
-            return
-        for name, value in cors.headers_for(request.headers.get("Origin")).items():
-            if name == "Vary" and "Vary" in response.headers:
-                value = f"{response.headers['Vary']}, {value}"
-            response.headers[name] = value
-
-    app.on_response_prepare.append(add_headers)
 
 
 def _register_hooks(app: web.Application, instance: object) -> None:

@@ -26,6 +26,7 @@ from .limits import (
     DEFAULT_SEND_TIMEOUT,
     Overflow,
     StreamLimits,
+    positive_seconds,
 )
 from .metrics import METRICS, StreamMetrics
 from .scheduler import LoopScheduler
@@ -121,7 +122,7 @@ async def stream(
         web.HTTPException: when ``source`` fails before the stream has started (its own
             status for an ``HTTPException``, else a 500 with a JSON body).
     """
-    if heartbeat is not None and heartbeat <= 0:
+    if heartbeat is not None and not positive_seconds(heartbeat):
         raise ValueError(f"heartbeat must be a positive number of seconds or None, not {heartbeat}")
     limits = StreamLimits(
         frames=max_buffer_frames,

@@ -250,9 +250,10 @@ async def test_no_heartbeat_when_disabled(serve):
     assert [f.fields for f in frames] == [[("data", "only")]]  # ...and none on this one
 
 
-def test_non_positive_heartbeat_is_rejected():
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True])
+def test_heartbeat_that_is_not_a_positive_finite_number_is_rejected(bad):
     async def run() -> None:
-        await rxsse.stream(None, rx.never(), heartbeat=0)  # type: ignore[arg-type]
+        await rxsse.stream(None, rx.never(), heartbeat=bad)  # type: ignore[arg-type]
 
     with pytest.raises(ValueError, match="heartbeat"):
         asyncio.run(run())
