@@ -1,5 +1,5 @@
-"""Shared test helpers: reading SSE frames off a real socket, polling with a deadline, and
-counting live subscriptions."""
+"""Shared test helpers: reading raw SSE frames off a real socket, serving apps (with
+rxsse.testing, which also gives wait_until and LiveSubscriptions), and a real redis-server."""
 
 from __future__ import annotations
 
@@ -11,15 +11,21 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import reactivex as rx
 from aiohttp import web
-from reactivex import operators as ops
+
+import rxsse.testing
+
+# The tests import these from here, beside the raw-frame helpers.
+from rxsse.testing import LiveServer as LiveServer
+from rxsse.testing import LiveSubscriptions as LiveSubscriptions
+from rxsse.testing import wait_until as wait_until
 
 
 @dataclass
@@ -94,86 +100,16 @@ class FrameReader:
         return frames
 
 
-async def wait_until(
-    condition: Callable[[], bool], *, timeout: float = 5.0, message: str = ""
-) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {message}")
-        await asyncio.sleep(0.01)
-
-
-class LiveSubscriptions:
-    """Wraps sources so a test can count subscriptions that are still live."""
-
-    def __init__(self) -> None:
-        self.live = 0
-        self.total = 0
-        self.disposed = 0
-
-    def track(self, source: rx.Observable[Any]) -> rx.Observable[Any]:
-        def subscribe(_scheduler: Any) -> rx.Observable[Any]:
-            self.live += 1
-            self.total += 1
-            return source.pipe(ops.finally_action(self._ended))
-
-        return rx.defer(subscribe)
-
-    def _ended(self) -> None:
-        self.live -= 1
-        self.disposed += 1
-
-
-class LiveServer:
-    """An app served the way ``web.run_app`` serves it (no handler cancellation on
-    disconnect), on a real loopback socket, with a client session that has no connection cap."""
-
-    def __init__(self, app: web.Application, runner: web.AppRunner, base_url: str) -> None:
-        self.app = app
-        self.runner = runner
-        self.base_url = base_url
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        self.closed = False
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def get(self, path: str, **kwargs: Any) -> Any:
-        return self.session.get(self.url(path), **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> Any:
-        return self.session.post(self.url(path), **kwargs)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.session.request(method, self.url(path), **kwargs)
-
-    async def close(self) -> None:
-        """Shut the server down as run_app does on SIGTERM (on_shutdown, then cleanup)."""
-        if not self.closed:
-            self.closed = True
-            await self.runner.cleanup()
-
-
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[..., Awaitable[LiveServer]]]:
-    servers: list[LiveServer] = []
+    """``await serve(app, **runner_options)``: the app on a real socket, served as
+    ``web.run_app`` serves it (rxsse.testing.serve), shut down at the end of the test."""
+    async with AsyncExitStack() as stack:
 
-    async def start(app: web.Application, **runner_options: Any) -> LiveServer:
-        runner = web.AppRunner(app, **runner_options)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        server = LiveServer(app, runner, f"http://{host}:{port}")
-        servers.append(server)
-        return server
+        async def start(app: web.Application, **runner_options: Any) -> LiveServer:
+            return await stack.enter_async_context(rxsse.testing.serve(app, **runner_options))
 
-    yield start
-    for server in servers:
-        await server.session.close()
-        await server.close()
+        yield start
 
 
 # -- a real redis-server -------------------------------------------------------------------------
