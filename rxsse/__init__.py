@@ -14,9 +14,10 @@ from .metrics import StreamMetrics, metrics
 from .parser import Parser
 from .routing import Guard, controller, delete, get, post, put, setup, sse
 from .scheduler import LoopScheduler
+from .shutdown import open_streams
 from .sources import from_async_iterable
 from .speed import use_uvloop
-from .stream import DEFAULT_HEARTBEAT, SSE_HEADERS, StreamSession, open_streams, stream
+from .stream import DEFAULT_HEARTBEAT, SSE_HEADERS, StreamSession, stream
 
 __all__ = [
     "CORS",

@@ -30,7 +30,7 @@ from .limits import (
 )
 from .metrics import METRICS, StreamMetrics
 from .scheduler import LoopScheduler
-from .shutdown import OPEN_STREAMS, install_shutdown, open_streams
+from .shutdown import OPEN_STREAMS
 from .sources import from_async_iterable
 from .watch import DisconnectWatch
 from .writing import Flusher, PerLoop, write_now
@@ -39,8 +39,6 @@ __all__ = [
     "DEFAULT_HEARTBEAT",
     "SSE_HEADERS",
     "StreamSession",
-    "install_shutdown",
-    "open_streams",
     "stream",
 ]
 
