@@ -1,4 +1,5 @@
-"""Pieces the benchmarks share: a frame-counting client protocol, CPU pinning, ports."""
+"""Pieces the benchmarks share: a frame-counting client protocol, CPU pinning, ports, and
+where results are written."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import asyncio
 import os
 import socket
 import time
+from pathlib import Path
 
 SERVER_CORE, CLIENT_CORE = 0, 1
+#: Where the benchmarks write their tables and plots.
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 class FrameCounter(asyncio.Protocol):

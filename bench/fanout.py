@@ -20,13 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from aiohttp import web
 
 import rxsse
 from bench.common import (
     CLIENT_CORE,
+    RESULTS,
     SERVER_CORE,
     FrameCounter,
     free_port,
@@ -36,8 +36,6 @@ from bench.common import (
 )
 from rxsse import EventBus
 from rxsse.redis import RedisBroker
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def server_app(bus: EventBus) -> web.Application:

@@ -32,6 +32,7 @@ from typing import Any
 
 from bench.common import (
     CLIENT_CORE,
+    RESULTS,
     SERVER_CORE,
     FrameCounter,
     free_port,
@@ -41,7 +42,6 @@ from bench.common import (
 )
 from rxsse import use_uvloop
 
-RESULTS = Path(__file__).resolve().parent / "results"
 KINDS = ["raw", "rxsse", "aiohttp-sse", "sse-starlette"]
 LABELS = {
     "raw": "raw aiohttp (pre-encoded, the limit)",
