@@ -474,10 +474,11 @@ class StreamSession:
                 frames.append(_error_frame(self._error, self._request))
             if frames:
                 self._metrics.events_sent += len(frames)
-                blocked = write_now(response, b"".join(frames))
+                blocked = self._blocked = write_now(response, b"".join(frames))
                 if blocked is not None:  # the last frames may not wait for a stuck client forever
                     self._arm_send_timeout()
                     await blocked
+                    self._blocked = None
             await response.write_eof()
         except ConnectionError:
             pass  # the client is gone: nothing more to send

@@ -320,8 +320,15 @@ async def test_a_burst_over_the_buffer_before_the_headers_closes_quietly(serve, 
 
 
 async def test_a_client_that_reads_late_gets_every_frame_in_order(serve):
+    # 20 MB: more than the kernel's socket buffers can hold (5 MB sometimes fit, and then
+    # the server never had to wait), all of it allowed to queue, so no overflow policy acts.
     payload = "x" * 1000
-    app = app_streaming(lambda r: rx.range(0, 5000).pipe(ops.map(lambda n: f"{n} {payload}")))
+    count = 20_000
+    app = app_streaming(
+        lambda r: rx.range(0, count).pipe(ops.map(lambda n: f"{n} {payload}")),
+        max_buffer_frames=count,
+        max_buffer_bytes=1 << 26,
+    )
     client = await serve(app)
     resp = await client.get("/s")
     # Do not read until the server's writes wait for the transport to drain.
@@ -330,7 +337,7 @@ async def test_a_client_that_reads_late_gets_every_frame_in_order(serve):
         message="the server blocked on a full transport",
     )
     frames = await FrameReader(resp).rest(timeout=30)
-    assert [int(f.data.split()[0]) for f in frames] == list(range(5000))
+    assert [int(f.data.split()[0]) for f in frames] == list(range(count))
     assert all(f.data.endswith(payload) for f in frames)
 
 
