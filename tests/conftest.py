@@ -112,6 +112,15 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[LiveServer]]]:
         yield start
 
 
+async def raw_get(base_url: str, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Send ``GET path`` over a bare socket and return it, so a test can read nothing (a stuck
+    client), or read at a pace of its own."""
+    host, port = base_url.split("//", 1)[1].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    return reader, writer
+
+
 # -- a real redis-server -------------------------------------------------------------------------
 
 

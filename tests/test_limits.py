@@ -14,7 +14,7 @@ from reactivex import operators as ops
 import rxsse
 from rxsse import EventSource, MessageEvent
 from rxsse.limits import StreamLimits
-from tests.conftest import LiveSubscriptions, wait_until
+from tests.conftest import LiveSubscriptions, raw_get, wait_until
 
 
 async def test_route_and_app_limits_answer_503_with_retry_after(serve):
@@ -171,13 +171,6 @@ def stuck_client_app(**options: Any) -> web.Application:
     return app
 
 
-async def open_without_reading(server: Any, path: str) -> tuple[Any, Any]:
-    host, port = server.url("").split("//", 1)[1].split("/", 1)[0].split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-    return reader, writer
-
-
 async def read_to_the_end(reader: asyncio.StreamReader) -> bytes:
     try:
         return await asyncio.wait_for(reader.read(-1), timeout=30)
@@ -189,7 +182,7 @@ async def read_to_the_end(reader: asyncio.StreamReader) -> bytes:
 async def test_client_taking_no_data_is_dropped_after_the_send_timeout(serve, overflow):
     app = stuck_client_app(send_timeout=0.3, overflow=overflow)
     server = await serve(app)
-    reader, writer = await open_without_reading(server, "/big?count=100000&period=0.005")
+    reader, writer = await raw_get(server.base_url, "/big?count=100000&period=0.005")
     counters = rxsse.metrics(app)
     await wait_until(lambda: counters.send_timeouts == 1, timeout=30)
     await wait_until(lambda: counters.open_streams == 0)
@@ -203,7 +196,7 @@ async def test_a_stuck_client_cannot_hold_a_finished_stream_open(serve):
     # it is written by the stream's ending: that last write is under the send timeout too.
     app = stuck_client_app(send_timeout=0.3)
     server = await serve(app)
-    reader, writer = await open_without_reading(server, "/big?count=200&period=0")
+    reader, writer = await raw_get(server.base_url, "/big?count=200&period=0")
     counters = rxsse.metrics(app)
     await wait_until(lambda: counters.completed == 1, timeout=30)
     await wait_until(lambda: counters.open_streams == 0, timeout=30)
@@ -218,7 +211,7 @@ async def test_a_slow_client_that_keeps_reading_is_not_dropped(serve):
     # this client far longer than the send timeout, but the client takes data every period.
     app = stuck_client_app(send_timeout=0.3)
     server = await serve(app)
-    reader, writer = await open_without_reading(server, "/big?count=80&period=0")
+    reader, writer = await raw_get(server.base_url, "/big?count=80&period=0")
     received = 0
     while chunk := await asyncio.wait_for(reader.read(FRAME), timeout=30):
         received += len(chunk)

@@ -16,7 +16,7 @@ from reactivex.subject import Subject
 
 import rxsse
 from tests.apps.flood import BUFFER_BYTES
-from tests.conftest import FrameReader, free_port, start_server_process, wait_until
+from tests.conftest import FrameReader, free_port, raw_get, start_server_process, wait_until
 
 FLOOD_BYTES = 200 * 1024 * 1024
 FRAME_BYTES = 100_000
@@ -60,10 +60,7 @@ async def test_client_reading_nothing_is_disconnected_with_memory_bounded(flood_
     session, base, process = flood_server
     before = peak_rss(process.pid)
     count = FLOOD_BYTES // FRAME_BYTES
-    reader, writer = await asyncio.open_connection("127.0.0.1", int(base.rsplit(":", 1)[1]))
-    writer.write(
-        f"GET /flood?size={FRAME_BYTES}&count={count} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
-    )
+    reader, writer = await raw_get(base, f"/flood?size={FRAME_BYTES}&count={count}")
     # ... and read nothing: the server must give up on this client by itself
     await wait_until_async(lambda c: c["rxsse_overflows"] == 1, session, base)
     growth = peak_rss(process.pid) - before
