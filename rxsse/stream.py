@@ -29,10 +29,11 @@ from .limits import (
     positive_seconds,
 )
 from .metrics import METRICS, StreamMetrics
+from .outbox import Outbox
 from .scheduler import LoopScheduler
 from .shutdown import OPEN_STREAMS
 from .sources import from_async_iterable
-from .watch import DisconnectWatch
+from .watch import DisconnectWatch, detect_dead_peer
 from .writing import Flusher, PerLoop, write_now
 
 __all__ = [
@@ -55,6 +56,8 @@ SSE_HEADERS: Final[Mapping[str, str]] = {
 }
 
 _HEARTBEAT_FRAME: Final = encode_comment("ping")
+# A timer may fire this early (the loop's clock resolution): still on time.
+_TIMER_SLACK: Final = 0.001
 
 _End = Literal[
     "completed", "error", "shutdown", "expired", "disconnected", "cancelled", "overflow", "timeout"
@@ -64,6 +67,9 @@ _End = Literal[
 # fast, no delay when it is not.
 _COALESCE_WINDOW: Final = 0.001
 _COALESCE_BYTES: Final = 32 * 1024
+# At most this many bytes go into one write (a burst is written in parts as the client takes
+# them, so a join never copies more than this).
+_WRITE_CHUNK: Final = 256 * 1024
 # Ends after which nothing more can be written.
 _GONE: Final = ("disconnected", "cancelled", "overflow", "timeout")
 # The counter of StreamMetrics each end adds one to (send timeouts are counted where they
@@ -98,18 +104,23 @@ async def stream(
         request: the GET request being answered.
         source: an Observable (or an async iterable) of :class:`MessageEvent` or plain values;
             a plain value ``v`` is sent as ``MessageEvent(data=v)``.
-        heartbeat: seconds without output after which a ``: ping`` comment is sent, or
-            ``None`` for no heartbeat.
+        heartbeat: seconds without output after which a ``: ping`` comment is sent (each
+            time the stream has been silent that long), or ``None`` for no heartbeat.
         headers: extra response headers, added to (and able to override) :data:`SSE_HEADERS`.
-        max_buffer_frames: how many frames may wait for a slow client.
-        max_buffer_bytes: how many bytes may wait for a slow client.
+        max_buffer_frames: how many frames may wait for a client that lags behind: frames
+            that arrived while a write was already waiting for it. (A burst that arrives while
+            the client keeps up is written as fast as the client takes it.)
+        max_buffer_bytes: how many bytes may wait for a client that lags behind.
         overflow: what happens when a slow client makes either bound overflow:
             ``"disconnect"`` closes the stream (the client reconnects and resumes from its
             ``Last-Event-ID``, e.g. out of an EventBus log, so nothing is lost);
             ``"drop_oldest"`` / ``"drop_newest"`` drop frames and count them in
             :func:`rxsse.metrics`.
         send_timeout: seconds a write may wait for a client that takes no data; then the
-            connection is dropped (``None``: wait as long as the client stays connected).
+            connection is dropped. Also the longest the kernel keeps sending to a client that
+            acknowledges nothing (``TCP_USER_TIMEOUT``), so a client that vanished without
+            closing is dropped within ``heartbeat + send_timeout`` (``2 * send_timeout``
+            without heartbeat). ``None``: wait as long as the connection stays up.
         max_lifetime: seconds after which the stream ends cleanly, so that the client
             reconnects (with its ``Last-Event-ID``), e.g. to spread long-lived connections over
             new server processes (``None``: no limit).
@@ -155,12 +166,12 @@ class StreamSession:
         "_heartbeat",
         "_heartbeat_handle",
         "_last_flush",
+        "_last_output",
         "_limits",
         "_loop",
         "_metrics",
         "_open",
-        "_pending",
-        "_pending_bytes",
+        "_outbox",
         "_queued",
         "_request",
         "_response",
@@ -169,7 +180,6 @@ class StreamSession:
         "_subscription",
         "_thread",
         "_watch",
-        "_wrote",
     )
 
     def __init__(
@@ -187,14 +197,13 @@ class StreamSession:
         self._heartbeat = heartbeat
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
-        self._last_flush = 0.0
+        self._outbox = Outbox(self._limits)
+        self._last_flush = 0.0  # when the last write went out (0: write the next one now)
+        self._last_output = self._loop.time()  # when the client last got bytes (heartbeat)
         self._deferred: asyncio.TimerHandle | None = None  # a hot stream's delayed flush
         self._open = False  # headers sent: frames may be written
         self._queued = False  # waiting in the flusher's queue
         self._blocked: asyncio.Task[None] | None = None  # a write waiting for the transport
-        self._wrote = False  # output since the last heartbeat check
         self._done: asyncio.Future[None] = self._loop.create_future()
         self._subscription: abc.DisposableBase | None = None
         self._end: _End | None = None
@@ -233,7 +242,7 @@ class StreamSession:
             # One loop iteration for the Observable to fail at once (rx.throw is scheduled):
             # such a failure still gets a real HTTP status, as the headers are not sent yet.
             await asyncio.sleep(0)
-            if self._end == "error" and not self._pending:
+            if self._end == "error" and not self._outbox:
                 raise _http_error(self._error)
             try:
                 await self._response.prepare(self._request)
@@ -241,6 +250,8 @@ class StreamSession:
                 self._finish("disconnected")
                 return self._response  # aiohttp finds the connection closed and moves on quietly
             self._open = True
+            self._last_output = self._loop.time()
+            detect_dead_peer(self._request.transport, self._limits.send_timeout, self._heartbeat)
             self._metrics.open_streams += 1
             self._metrics.streams_total += 1
             if registry is not None:
@@ -250,7 +261,7 @@ class StreamSession:
             lifetime = self._limits.lifetime()
             if lifetime is not None:
                 self._expiry = self._loop.call_later(lifetime, self._finish, "expired")
-            if self._pending:
+            if self._outbox:
                 self._queue_flush()
             await self._done
             await self._close_response()
@@ -308,41 +319,26 @@ class StreamSession:
         except Exception as exc:  # unencodable data fails the stream, like any Rx error
             self._fail(exc)
             return
-        self._pending.append(frame)
-        self._pending_bytes += len(frame)
-        limits = self._limits
-        if len(self._pending) > limits.frames or self._pending_bytes > limits.bytes:
-            self._overflow()
-            if self._end is not None:
-                return
-        if self._queued or not self._open or self._blocked is not None:
-            return
-        if self._deferred is None or self._pending_bytes >= _COALESCE_BYTES:
-            self._queued = True
-            self._flusher.add(self)
-
-    def _overflow(self) -> None:
-        """The client fell behind by more than the limits allow: apply the overflow policy."""
-        limits, pending = self._limits, self._pending
-        if limits.overflow == "disconnect":
+        outbox = self._outbox
+        # Only a frame that arrives while a write already waits for the client is lag.
+        if outbox.add(frame, lagging=self._blocked is not None):
             logger.info("closing the stream of %s: its client fell behind", self._request.remote)
             self._drop_client("overflow")
             return
-        dropped = 0
-        while len(pending) > 1 and (
-            len(pending) > limits.frames or self._pending_bytes > limits.bytes
-        ):
-            frame = pending.pop() if limits.overflow == "drop_newest" else pending.pop(0)
-            self._pending_bytes -= len(frame)
-            dropped += 1
-        self._metrics.frames_dropped[limits.overflow] += dropped
+        if outbox.dropped:
+            self._metrics.frames_dropped[self._limits.overflow] += outbox.dropped
+            outbox.dropped = 0
+        if self._queued or not self._open or self._blocked is not None:
+            return
+        if self._deferred is None or outbox.bytes >= _COALESCE_BYTES:
+            self._queued = True
+            self._flusher.add(self)
 
     def _drop_client(self, end: _End) -> None:
         """End the stream and close the connection at once, dropping what is still queued for
         the client (in our buffer, the transport and the kernel)."""
         self._finish(end)
-        self._pending.clear()
-        self._pending_bytes = 0
+        self._outbox.clear()
         transport = self._request.transport
         if transport is not None:
             transport.abort()
@@ -384,21 +380,23 @@ class StreamSession:
             self._flusher.add(self)
 
     def flush(self) -> None:
-        """Write every pending frame in one write (the flusher calls this once per iteration).
+        """Write the pending frames, in one write unless they are many (the flusher calls this
+        once per iteration).
 
         A stream that wrote less than :data:`_COALESCE_WINDOW` ago is hot (its source emits
         faster than the loop turns): its frames wait for the rest of the window, or until
         :data:`_COALESCE_BYTES` are pending, so that a fast stream pays one system call for
-        many events instead of one each. A quiet stream's frame goes out at once.
+        many events instead of one each. A quiet stream's frame goes out at once. A burst goes
+        out :data:`_WRITE_CHUNK` bytes at a time for as long as the transport takes them.
         """
         self._queued = False
-        pending = self._pending
+        outbox = self._outbox
         # After the end, _close_response writes what is left: writing it here as well would
         # send it twice.
-        if not pending or self._blocked is not None or self._end is not None:
+        if not outbox or self._blocked is not None or self._end is not None:
             return
         now = self._loop.time()
-        if now - self._last_flush < _COALESCE_WINDOW and self._pending_bytes < _COALESCE_BYTES:
+        if now - self._last_flush < _COALESCE_WINDOW and outbox.bytes < _COALESCE_BYTES:
             if self._deferred is None:
                 self._deferred = self._loop.call_at(
                     self._last_flush + _COALESCE_WINDOW, self._flush_deferred
@@ -407,17 +405,16 @@ class StreamSession:
         if self._deferred is not None:
             self._deferred.cancel()
             self._deferred = None
-        self._last_flush = now
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        self._metrics.events_sent += len(pending)
-        pending.clear()
-        self._pending_bytes = 0
-        self._wrote = True
-        try:
-            self._blocked = write_now(self._response, data)
-        except ConnectionError:
-            self._finish("disconnected")
-            return
+        self._last_flush = self._last_output = now
+        while outbox and self._blocked is None:
+            waiting = len(outbox)
+            data = outbox.take(_WRITE_CHUNK)
+            self._metrics.events_sent += waiting - len(outbox)
+            try:
+                self._blocked = write_now(self._response, data)
+            except ConnectionError:
+                self._finish("disconnected")
+                return
         if self._blocked is not None:  # a slow client: resume once the transport drains
             self._blocked.add_done_callback(self._drained)
             self._arm_send_timeout()
@@ -434,7 +431,7 @@ class StreamSession:
             return
         if task.exception() is not None:
             self._finish("disconnected")
-        elif self._pending and self._end is None:
+        elif self._outbox and self._end is None:
             self._queue_flush()
 
     def _fail(self, error: BaseException) -> None:
@@ -468,8 +465,7 @@ class StreamSession:
         try:
             if self._blocked is not None:
                 await self._blocked  # under the send timeout its write armed
-            frames, self._pending = self._pending, []
-            self._pending_bytes = 0
+            frames = self._outbox.take_all()
             if self._end == "error":
                 frames.append(_error_frame(self._error, self._request))
             if frames:
@@ -497,13 +493,23 @@ class StreamSession:
             self._heartbeat_handle = self._loop.call_later(self._heartbeat, self._heartbeat_due)
 
     def _heartbeat_due(self) -> None:
-        # A flag set by writes, checked once a period: nothing to pay per event. The comment
-        # goes out after between one and two periods without output.
-        if not self._wrote and self._end is None:
-            self._pending.append(_HEARTBEAT_FRAME)
-            self._queue_flush()
-        self._wrote = False
-        self._schedule_heartbeat()
+        # Writes only note the time: nothing to pay per event. The comment goes out once the
+        # stream has been silent for a full period, and the next check is a period after the
+        # last output, so a silent stream pings every period, not every other one.
+        heartbeat = self._heartbeat
+        self._heartbeat_handle = None
+        if heartbeat is None or self._end is not None:
+            return
+        now = self._loop.time()
+        if now - self._last_output >= heartbeat - _TIMER_SLACK:
+            if not self._outbox and self._blocked is None:  # frames waiting are output enough
+                self._outbox.add_all([_HEARTBEAT_FRAME])
+                self._last_flush = 0.0  # a ping is no hot stream: out at once
+                self._queue_flush()
+            due = now + heartbeat
+        else:
+            due = self._last_output + heartbeat
+        self._heartbeat_handle = self._loop.call_at(due, self._heartbeat_due)
 
 
 def _http_error(error: BaseException | None) -> web.HTTPException:

@@ -72,8 +72,11 @@ class LiveServer:
 
 
 @asynccontextmanager
-async def serve(app: web.Application, **runner_options: Any) -> AsyncIterator[LiveServer]:
-    """Serve ``app`` on a free loopback port for the duration of the ``async with``.
+async def serve(
+    app: web.Application, *, host: str = "127.0.0.1", **runner_options: Any
+) -> AsyncIterator[LiveServer]:
+    """Serve ``app`` on a free port of ``host`` (loopback by default) for the duration of the
+    ``async with``.
 
     Unlike pytest-aiohttp's test server, handlers are not cancelled when their client
     disconnects (``web.run_app``'s default), so a test sees what production sees: rxsse itself
@@ -84,7 +87,7 @@ async def serve(app: web.Application, **runner_options: Any) -> AsyncIterator[Li
     await runner.setup()
     server: LiveServer | None = None
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, host, 0)
         await site.start()
         host, port = runner.addresses[0][:2]
         server = LiveServer(app, runner, f"http://{host}:{port}")

@@ -3,14 +3,22 @@
 aiohttp does not tell a GET handler that its client left, and a write only fails when it
 happens. One timer per loop checks every open stream's transport, so an idle stream is disposed
 within :data:`WATCH_INTERVAL` of its client leaving, at no cost per event.
+
+A client that vanished without closing (its machine or network gone) never closes the
+connection: :func:`detect_dead_peer` has the kernel give up on it once data (a heartbeat, or a
+keepalive probe) stays unacknowledged for the send timeout, which closes the transport.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 from typing import Final, Protocol
 
-__all__ = ["WATCH_INTERVAL", "DisconnectWatch", "Watched"]
+__all__ = ["WATCH_INTERVAL", "DisconnectWatch", "Watched", "detect_dead_peer"]
+
+logger = logging.getLogger(__name__)
 
 #: How often idle transports are checked: bounds how long a silent stream keeps its
 #: subscription after its client has gone.
@@ -49,3 +57,36 @@ class DisconnectWatch:
             stream.client_gone()
         if self._streams:
             self._timer = self._loop.call_later(WATCH_INTERVAL, self._check)
+
+
+def detect_dead_peer(
+    transport: asyncio.BaseTransport | None, timeout: float | None, heartbeat: float | None
+) -> None:
+    """Have the kernel drop the connection when what it sends stays unacknowledged for
+    ``timeout`` seconds (``TCP_USER_TIMEOUT``, Linux), and probe an idle connection after
+    ``timeout`` seconds when there is no ``heartbeat`` to do it (TCP keepalive).
+
+    A vanished client is then dropped within ``heartbeat + timeout`` seconds, or about
+    ``2 * timeout`` without heartbeat. Where the options do not exist, the system's defaults
+    (often many minutes) apply.
+    """
+    if timeout is None or transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    whole = max(1, round(timeout))
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if user_timeout is not None:
+        options.append((socket.IPPROTO_TCP, user_timeout, max(1, round(timeout * 1000))))
+    if heartbeat is None:
+        for name, value in (("TCP_KEEPIDLE", whole), ("TCP_KEEPINTVL", max(1, whole // 3))):
+            number = getattr(socket, name, None)
+            if number is not None:
+                options.append((socket.IPPROTO_TCP, number, value))
+    try:
+        for level, option, value in options:
+            sock.setsockopt(level, option, value)
+    except OSError as exc:  # not a TCP socket after all: nothing to tune
+        logger.debug("cannot set TCP options on a stream's socket: %s", exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import pytest
@@ -124,6 +125,14 @@ async def raw_get(base_url: str, path: str) -> tuple[asyncio.StreamReader, async
 # -- a real redis-server -------------------------------------------------------------------------
 
 
+def missing(message: str) -> NoReturn:
+    """A real component the test needs is not installed: under CI that fails the run (the CI
+    script installs them all), elsewhere the test is skipped."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -159,7 +168,12 @@ async def start_server_process(
 
 class RedisServer:
     """A redis-server process on a free loopback port, with its data in ``directory`` (AOF on,
-    so a restart keeps the streams, as a production Redis would)."""
+    so a restart keeps the streams, as a production Redis would).
+
+    The fault tests stop, kill (SIGKILL), pause (SIGSTOP), wipe and restart it, and can make it
+    load an older snapshot: ``save()`` writes one, and ``start(from_snapshot=True)`` loads it
+    instead of the AOF.
+    """
 
     def __init__(self, directory: Path, *, persistent: bool = True) -> None:
         self.port = free_port()
@@ -171,19 +185,16 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *, from_snapshot: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            message = "redis-server is not installed (Debian package redis-server)"
-            if os.environ.get("CI") == "true":
-                pytest.fail(message)
-            pytest.skip(message)
+            missing("redis-server is not installed (Debian package redis-server)")
         self.process = subprocess.Popen(
             [
                 binary,
                 *("--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "no"),
                 *("--save", "", "--dir", str(self.directory)),
-                *("--appendonly", "yes" if self.persistent else "no"),
+                *("--appendonly", "yes" if self.persistent and not from_snapshot else "no"),
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -201,11 +212,48 @@ class RedisServer:
         except OSError:
             return False
 
+    def command(self, *words: str) -> bytes:
+        """Send one inline command and return the first line of the answer."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+            sock.sendall(" ".join(words).encode() + b"\r\n")
+            return sock.makefile("rb").readline().strip()
+
+    def save(self) -> None:
+        """Write a snapshot (dump.rdb) of the data as it is now."""
+        assert self.command("SAVE") == b"+OK"
+
     def stop(self) -> None:
+        """Shut down cleanly (SIGTERM: the AOF is complete)."""
         if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server cannot shut down
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None
+
+    def kill(self) -> None:
+        """Die at once (SIGKILL), as a crash does."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def wipe(self) -> None:
+        """Stop and delete every data file: the next start is empty."""
+        self.kill()
+        for path in self.directory.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, nothing is answered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")

@@ -156,3 +156,40 @@ async def test_small_buffer_drop_newest_in_process(serve):
     assert numbers == sorted(numbers)
     assert rxsse.metrics(app).frames_dropped["drop_newest"] == 2000 - len(numbers)
     assert rxsse.metrics(app).frames_dropped["drop_newest"] > 0
+
+
+async def read_numbers(response: aiohttp.ClientResponse, count: int) -> list[int]:
+    """The data of the first ``count`` frames of a stream of numbers (a fast reader: no
+    per-event parsing in Python)."""
+    numbers: list[int] = []
+    tail = b""
+    async for chunk in response.content.iter_any():
+        data = tail + chunk
+        end = data.rfind(b"\n\n") + 2
+        numbers.extend(map(int, re.findall(rb"data: (\d+)\n", data[:end])))
+        tail = data[end:]
+        if len(numbers) >= count:
+            break
+    return numbers
+
+
+async def test_a_burst_far_over_the_buffer_reaches_fast_clients_whole(serve):
+    # 100,000 events emitted in one synchronous loop, to 20 clients reading as fast as they
+    # can, with the default bound of 10,000 frames: a burst is not lag.
+    bus = rxsse.EventBus(history=10)
+
+    @rxsse.sse("/burst")
+    def burst() -> rx.Observable[Any]:
+        return bus.on("burst")
+
+    app = web.Application()
+    rxsse.setup(app, burst, bus=bus, heartbeat=None)
+    client = await serve(app)
+    responses = [await client.get("/burst") for _ in range(20)]
+    await wait_until(lambda: bus.live_subscriptions == 20)
+    readers = [asyncio.ensure_future(read_numbers(r, 100_000)) for r in responses]
+    for n in range(100_000):
+        bus.emit("burst", n)
+    results = await asyncio.wait_for(asyncio.gather(*readers), timeout=120)
+    assert rxsse.metrics(app).overflows == 0
+    assert all(numbers == list(range(100_000)) for numbers in results)
