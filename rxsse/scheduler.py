@@ -1,5 +1,7 @@
 """The scheduler rxsse subscribes with: reactivex's asyncio scheduler, made lean for the case
-every source hits once per item (``schedule`` now, e.g. ``rx.range``, ``rx.of``, ``from_``)."""
+every source hits once per item (``schedule`` now, e.g. ``rx.range``, ``rx.of``, ``from_``),
+and free of reference cycles, so that an ended stream is freed by reference counting alone
+(its transport, request and buffers with it), not at the next run of the cyclic GC."""
 
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ _TState = TypeVar("_TState")
 
 
 class LoopScheduler(AsyncIOScheduler):
-    """An :class:`AsyncIOScheduler` whose ``schedule`` costs one small object and one loop
-    callback, instead of three disposables around the callback. Timed scheduling is
-    reactivex's own. Like its base, use it from the loop's thread.
+    """An :class:`AsyncIOScheduler` whose scheduled work costs one small object and one loop
+    callback, instead of three disposables and closures around the callback, and which keeps
+    nothing alive once disposed (reactivex's periodic scheduling is a closure that refers to
+    itself). Like its base, use it from the loop's thread.
 
     Example:
         >>> rx.range(3).subscribe(print, scheduler=LoopScheduler(loop))  # doctest: +SKIP
@@ -26,32 +29,92 @@ class LoopScheduler(AsyncIOScheduler):
     def schedule(
         self, action: typing.ScheduledAction[_TState], state: _TState | None = None
     ) -> abc.DisposableBase:
-        item = _Scheduled(self, action, state)
-        item.handle = self._loop.call_soon(item.run)
-        return item
+        return _Scheduled(self, action, state, 0.0)
+
+    def schedule_relative(
+        self,
+        duetime: typing.RelativeTime,
+        action: typing.ScheduledAction[_TState],
+        state: _TState | None = None,
+    ) -> abc.DisposableBase:
+        return _Scheduled(self, action, state, self.to_seconds(duetime))
+
+    def schedule_periodic(
+        self,
+        period: typing.RelativeTime,
+        action: typing.ScheduledPeriodicAction[_TState],
+        state: _TState | None = None,
+    ) -> abc.DisposableBase:
+        return _Periodic(self, action, state, self.to_seconds(period))
 
 
 class _Scheduled(abc.DisposableBase):
     """One scheduled action: disposing it before it runs cancels it; after, disposes what the
-    action returned (as reactivex's own scheduled items do)."""
+    action returned (as reactivex's own scheduled items do). It lets go of the action once it
+    has run, and of everything once disposed."""
 
     __slots__ = ("action", "disposed", "handle", "result", "scheduler", "state")
 
-    def __init__(self, scheduler: LoopScheduler, action: Any, state: Any) -> None:
+    def __init__(self, scheduler: LoopScheduler, action: Any, state: Any, delay: float) -> None:
         self.scheduler = scheduler
         self.action = action
         self.state = state
-        self.handle: asyncio.Handle | None = None
         self.result: abc.DisposableBase | None = None
         self.disposed = False
+        loop = scheduler._loop
+        self.handle: asyncio.Handle | None = (
+            loop.call_soon(self.run) if delay <= 0 else loop.call_later(delay, self.run)
+        )
 
     def run(self) -> None:
+        self.handle = None  # the loop is done with it: no cycle through its callback
+        action, state = self.action, self.state
+        self.action = self.state = None
         if not self.disposed:
-            self.result = self.scheduler.invoke_action(self.action, self.state)
+            self.result = self.scheduler.invoke_action(action, state)
 
     def dispose(self) -> None:
         self.disposed = True
         if self.handle is not None:
+            self.handle.cancel()  # which drops its callback: nothing refers back here
+            self.handle = None
+        self.action = self.state = None
+        result, self.result = self.result, None
+        if result is not None:
+            result.dispose()
+
+
+class _Periodic(abc.DisposableBase):
+    """A periodic action: a timer set again after each run, as long as it is not disposed;
+    the next run is one period after the previous one was due, so it does not drift."""
+
+    __slots__ = ("action", "due", "handle", "loop", "period", "scheduler", "state")
+
+    def __init__(self, scheduler: LoopScheduler, action: Any, state: Any, period: float) -> None:
+        self.scheduler = scheduler
+        self.action = action
+        self.state = state
+        self.period = period
+        self.loop = scheduler._loop
+        self.due = self.loop.time() + period
+        self.handle: asyncio.TimerHandle | None = self.loop.call_at(self.due, self.run)
+
+    def run(self) -> None:
+        self.handle = None
+        action = self.action
+        if action is None:
+            return
+        try:
+            self.state = action(self.state)
+        except Exception:
+            self.dispose()
+            raise
+        if self.action is not None:  # not disposed by the action itself
+            self.due = max(self.due + self.period, self.loop.time())
+            self.handle = self.loop.call_at(self.due, self.run)
+
+    def dispose(self) -> None:
+        if self.handle is not None:
             self.handle.cancel()
-        if self.result is not None:
-            self.result.dispose()
+            self.handle = None
+        self.action = self.state = None

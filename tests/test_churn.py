@@ -1,14 +1,23 @@
-"""Churn: 10,000 clients come and go; nothing stays behind."""
+"""Churn: 10,000 clients come and go; nothing stays behind, and an ended stream is freed at
+once, without waiting for the cyclic garbage collector."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
+import socket
+import weakref
 from pathlib import Path
 
 import aiohttp
+import pytest
+import reactivex as rx
+from aiohttp import web
+from reactivex import operators as ops
 
-from tests.conftest import free_port, start_server_process
+import rxsse
+from tests.conftest import free_port, start_server_process, wait_until
 
 CYCLES, BATCH = 10_000, 500  # batches stay far below the open-file limit
 
@@ -66,3 +75,51 @@ async def test_10000_connect_disconnect_cycles_leave_nothing_behind():
         process.terminate()
         _, errors = await process.communicate()
     assert b"Traceback" not in errors, errors.decode()
+
+
+@pytest.mark.parametrize("ending", ["client-left", "dropped-stuck-reader"])
+async def test_1000_ended_streams_are_freed_without_the_cyclic_gc(serve, ending):
+    # An ended stream must be freed by reference counting alone: a stream kept in a reference
+    # cycle holds its transport, request and buffers until the cyclic GC happens to run.
+    big = rxsse.MessageEvent("x" * 20_000)  # encoded once, whatever the stream count
+    source = rx.interval(0.001).pipe(ops.map(lambda n: big))  # periodic, like a feed
+
+    @rxsse.sse("/s")
+    def feed() -> rx.Observable[rxsse.MessageEvent]:
+        return source
+
+    app = web.Application()
+    rxsse.setup(app, feed, heartbeat=5.0, max_buffer_frames=5)
+    server = await serve(app)
+    host, port = server.base_url.split("//", 1)[1].split(":")
+    sessions: list[weakref.ref[rxsse.StreamSession]] = []
+
+    async def open_one() -> asyncio.StreamWriter:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a stuck reader fills up soon
+        sock.connect((host, int(port)))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        return writer
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            writers = await asyncio.gather(*(open_one() for _ in range(100)))
+            await wait_until(lambda: len(rxsse.open_streams(app)) == 100)
+            sessions += [weakref.ref(session) for session in rxsse.open_streams(app)]
+            if ending == "client-left":
+                for writer in writers:
+                    writer.transport.abort()
+            # else: they read nothing, and are dropped for falling behind
+            await wait_until(lambda: not rxsse.open_streams(app), timeout=30)
+            for writer in writers:
+                writer.transport.abort()
+        alive = lambda: sum(ref() is not None for ref in sessions)  # noqa: E731
+        # (the last handlers may still be returning; with the GC off, a cycle never goes)
+        await wait_until(lambda: alive() == 0, timeout=10, message=f"{alive()} kept alive")
+    finally:
+        gc.enable()
+    assert len(sessions) == 1000
