@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import json
 import math
 import re
 import types
@@ -20,6 +19,7 @@ from typing import Any, Literal, Union
 
 from aiohttp import web
 
+from . import payload
 from .errors import bad_request
 
 __all__ = ["Binder", "Providers"]
@@ -153,9 +153,11 @@ async def _json_body(request: web.Request, param: _Param) -> Any:
             raise bad_request("missing JSON request body", parameter=param.name)
         return param.default
     try:
-        return json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("the request body is not valid JSON", parameter=param.name) from None
+        return payload.loads(await request.read())
+    except ValueError as exc:  # NaN, Infinity, lone surrogates and deep nesting included
+        raise bad_request(
+            f"the request body is not valid JSON: {exc}", parameter=param.name
+        ) from None
 
 
 def _unwrap_optional(hint: Any) -> tuple[bool, Any]:

@@ -13,15 +13,11 @@ forging fields or events lives here:
 
 from __future__ import annotations
 
-import json
-from typing import Any, Final
+from typing import Any
+
+from . import payload
 
 __all__ = ["MessageEvent", "encode_comment"]
-
-
-# Compact UTF-8 JSON, made once: json.dumps with options builds an encoder on every call.
-# NaN and infinity are refused: JSON.parse in a browser cannot read them.
-_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _split_lines(text: str) -> list[str]:
@@ -60,14 +56,15 @@ class MessageEvent:
     Raises:
         ValueError: for an ``id`` or ``type`` that would break the frame, an ``id``, ``type``
             or ``comment`` that is not valid Unicode, a negative or non-integer ``retry``, or
-            both ``type`` and ``event`` given. (``data`` is checked when first encoded.)
+            both ``type`` and ``event`` given. (``data`` is checked when first encoded; the
+            event bus checks it when it is emitted.)
 
     Example:
         >>> MessageEvent({"count": 1}, id=1, type="tick").encode()
         b'id: 1\\nevent: tick\\ndata: {"count":1}\\n\\n'
     """
 
-    __slots__ = ("_encoded", "comment", "data", "id", "retry", "type")
+    __slots__ = ("_encoded", "_json", "comment", "data", "id", "retry", "type")
 
     data: Any
     id: str | None
@@ -75,6 +72,7 @@ class MessageEvent:
     retry: int | None
     comment: str | None
     _encoded: bytes | None
+    _json: str | None  # data's JSON text, when it is known already (an event off the bus)
 
     def __init__(
         self,
@@ -98,14 +96,35 @@ class MessageEvent:
         setter(self, "retry", None if retry is None else _check_retry(retry))
         setter(self, "comment", None if comment is None else _check_comment(comment))
         setter(self, "_encoded", None)
+        setter(self, "_json", None)
+
+    @classmethod
+    def from_json(
+        cls, text: str, *, id: str | int | None = None, type: str | None = None
+    ) -> MessageEvent:
+        """The event whose ``data`` is the JSON ``text`` parsed; its frame carries ``text`` as
+        it is, so data that was encoded once (when it was emitted) is not encoded again.
+
+        Raises:
+            ValueError: for text :func:`rxsse.payload.loads` refuses, or a bad id or type.
+
+        Example:
+            >>> MessageEvent.from_json('{"n":1}', id="7-a").encode()
+            b'id: 7-a\\ndata: {"n":1}\\n\\n'
+        """
+        data = payload.loads(text)
+        event = cls(data, id=id, type=type)
+        if data is not None and not isinstance(data, str) and "\n" not in text and "\r" not in text:
+            object.__setattr__(event, "_json", text)
+        return event
 
     def encode(self) -> bytes:
         """Return the event as one complete ``text/event-stream`` frame (cached).
 
         Raises:
-            TypeError: when ``data`` is not ``str`` and cannot be serialised as JSON.
-            ValueError: when ``data`` holds NaN or infinity (which JSON cannot carry) or text
-                that is not valid Unicode.
+            ValueError: when ``data`` is not ``str`` and cannot be sent as JSON (see
+                :func:`rxsse.payload.dumps`: an unserialisable object, NaN or infinity, a
+                lone surrogate), or is text that is not valid Unicode.
         """
         encoded: bytes | None = self._encoded
         if encoded is None:
@@ -123,7 +142,7 @@ class MessageEvent:
             and data is not None
             and not isinstance(data, str)
         ):  # the common case, a JSON payload alone: one string, one encode
-            return ("data: " + _JSON.encode(data) + "\n\n").encode()
+            return ("data: " + (self._json or payload.dumps(data)) + "\n\n").encode()
         parts: list[str] = []
         if self.comment is not None:
             parts.extend(f": {line}\n" for line in _split_lines(self.comment))
@@ -137,7 +156,7 @@ class MessageEvent:
             if isinstance(data, str):
                 parts.extend(f"data: {line}\n" for line in _split_lines(data))
             else:
-                parts.append(f"data: {_JSON.encode(data)}\n")
+                parts.append(f"data: {self._json or payload.dumps(data)}\n")
         parts.append("\n")
         return "".join(parts).encode()
 

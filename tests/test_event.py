@@ -115,8 +115,8 @@ def test_encoding_is_cached():
     assert event.encode() is event.encode()
 
 
-def test_unserialisable_data_raises_type_error_on_encode():
-    with pytest.raises(TypeError):
+def test_unserialisable_data_raises_a_value_error_on_encode():
+    with pytest.raises(ValueError, match="cannot be sent as JSON"):
         MessageEvent(object()).encode()
 
 
