@@ -1,13 +1,26 @@
-"""HTTP errors with JSON bodies, the one shape every rxsse error response takes."""
+"""HTTP errors with JSON bodies, the one shape every rxsse error response takes.
+
+Besides the errors rxsse raises itself, :func:`json_errors` turns aiohttp's own plain-text
+errors (404, 405, 413...) and unhandled exceptions into the same shape, for every route of an
+app (``setup`` installs it unless given ``json_errors=False``).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["bad_request", "json_error"]
+__all__ = ["bad_request", "json_error", "json_errors"]
+
+logger = logging.getLogger(__name__)
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Headers of an error that describe its old body, not the JSON one.
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
 
 # Statuses rxsse itself raises, mapped to aiohttp's own classes so that middlewares matching on
 # e.g. ``web.HTTPNotFound`` still see the class they expect.
@@ -52,3 +65,40 @@ def json_error(
 def bad_request(message: str, **details: Any) -> web.HTTPException:
     """A 400 with a JSON body: ``raise bad_request("email is required", parameter="email")``."""
     return json_error(400, message, **details)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Middleware: every error response of the app has a JSON body ``{"error": ...}``.
+
+    An ``HTTPException`` of status 400 or more whose body is plain text (aiohttp's own 404,
+    405, 413, or a handler's ``web.HTTPBadRequest(text=...)``) is answered with the same
+    status and headers and that text as ``error``; one with another body (JSON, HTML) passes
+    unchanged. Any other exception is logged and answered ``500 {"error": "internal server
+    error"}``, unless the handler had started its response. (Errors aiohttp answers before the
+    app sees a request, such as a malformed request line or headers over its limits, do not
+    pass through middlewares and stay plain text.)
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type != "text/plain":
+            raise
+        return _as_json(exc)
+    except Exception:
+        if request.writer.output_size > 0:  # the response has started: nothing else to send
+            raise
+        logger.exception("handler of %s %s failed", request.method, request.path)
+        return web.json_response({"error": "internal server error"}, status=500)
+
+
+def _as_json(error: web.HTTPException) -> web.Response:
+    text = error.text or ""
+    default = f"{error.status}: {error.reason}"
+    headers = {k: v for k, v in error.headers.items() if k.lower() not in _BODY_HEADERS}
+    return web.json_response(
+        {"error": error.reason if text == default else text},
+        status=error.status,
+        reason=error.reason,
+        headers=headers,
+    )

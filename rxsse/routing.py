@@ -16,6 +16,7 @@ from reactivex import Observable
 from .binding import Binder
 from .cors import CORS, install_cors
 from .errors import json_error
+from .errors import json_errors as json_errors_middleware
 from .event import MessageEvent
 from .metrics import StreamMetrics, metrics, prometheus_text
 from .shutdown import install_shutdown
@@ -172,6 +173,7 @@ def setup(
     retry_after: int = 5,
     shutdown_event: MessageEvent | None = None,
     cors: CORS | None = None,
+    json_errors: bool = True,
     **options: Any,
 ) -> None:
     """Register every route of every controller on ``app``, and end open streams on shutdown.
@@ -194,6 +196,9 @@ def setup(
         cors: which other origins may use these routes from a browser (see :class:`rxsse.CORS`);
             ``None`` (the default) sends no CORS headers, so only same-origin pages can read
             the streams.
+        json_errors: answer every error of the app with a JSON body, aiohttp's own (404,
+            405, 413...) and unhandled exceptions included (see :func:`rxsse.errors.json_errors`);
+            ``False`` leaves errors outside rxsse's routes as aiohttp makes them.
         options: defaults for every ``@sse`` route: the keywords of :func:`rxsse.stream`
             (``heartbeat``, ``headers``, buffer limits, ``overflow``, ``send_timeout``,
             ``max_lifetime``, ``lifetime_jitter``); a route's own options override them.
@@ -206,6 +211,8 @@ def setup(
     app_slots = _Slots(max_streams)
     counters = metrics(app)
     install_shutdown(app, final_event=shutdown_event)
+    if json_errors and json_errors_middleware not in app.middlewares:
+        app.middlewares.append(json_errors_middleware)
     providers: dict[Any, Callable[[web.Request], Any]] = {
         web.Request: _request,
         web.BaseRequest: _request,

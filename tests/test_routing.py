@@ -309,6 +309,30 @@ async def test_invalid_json_body_is_400(client):
     assert body["parameter"] == "body"
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"x": NaN}',
+        b"[Infinity]",
+        b"[-Infinity]",
+        b'{"x": "\\ud800"}',  # a lone surrogate: no event can carry it
+        b"[" * 200_000 + b"]" * 200_000,  # deeper than the parser can go
+        b"1" * 5000,  # past int()'s digit limit
+    ],
+    ids=["nan", "infinity", "minus-infinity", "lone-surrogate", "200000-deep", "5000-digits"],
+)
+async def test_a_json_body_the_bus_cannot_carry_is_400(client, data):
+    body = await error_body(client, "/api/echo", 400, method="POST", data=data)
+    assert body["parameter"] == "body"
+    assert "not valid JSON" in body["error"]
+
+
+async def test_a_body_with_a_valid_surrogate_pair_is_accepted(client):
+    async with client.post("/api/echo", data=b'["\\ud83d\\ude00"]') as resp:
+        assert resp.status == 200
+        assert (await resp.json())["body"] == ["\U0001f600"]
+
+
 async def test_missing_json_body_is_400(client):
     body = await error_body(client, "/api/echo", 400, method="POST")
     assert body["parameter"] == "body"
@@ -366,3 +390,59 @@ async def test_controller_lifecycle_hooks_run_with_the_app(serve):
 def test_json_error_rejects_statuses_it_does_not_know():
     with pytest.raises(ValueError, match="418"):
         rxsse.json_error(418, "teapot")
+
+
+def app_with_errors(**setup_options: Any) -> web.Application:
+    """An rxsse app with a small body limit, and two plain aiohttp routes of the user's."""
+
+    @post("/echo")
+    async def echo(body: Any) -> Any:
+        return {"body": body}
+
+    async def crash(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug in the user's own handler")
+
+    async def html(request: web.Request) -> web.Response:
+        raise web.HTTPForbidden(text="<h1>no</h1>", content_type="text/html")
+
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/crash", crash)
+    app.router.add_get("/html", html)
+    rxsse.setup(app, echo, Echo(), **setup_options)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "kwargs"),
+    [
+        ("GET", "/nowhere", 404, {}),
+        ("POST", "/events/ticks", 405, {}),
+        ("POST", "/echo", 413, {"data": b"[" + b"1," * 1000 + b"1]"}),
+        ("GET", "/crash", 500, {}),
+    ],
+    ids=["not-found", "method-not-allowed", "too-large", "unhandled"],
+)
+async def test_every_error_of_an_rxsse_app_is_json(serve, caplog, method, path, status, kwargs):
+    client = await serve(app_with_errors())
+    body = await error_body(client, path, status, method=method, **kwargs)
+    assert isinstance(body["error"], str) and body["error"]
+    if status == 500:
+        assert body == {"error": "internal server error"}  # nothing of the bug leaks
+        assert "a bug in the user's own handler" in caplog.text
+
+
+async def test_json_errors_keep_their_headers_and_leave_other_bodies_alone(serve):
+    client = await serve(app_with_errors())
+    async with client.post("/events/ticks") as resp:
+        assert resp.status == 405
+        assert resp.headers["Allow"] == "GET"
+    async with client.get("/html") as resp:
+        assert resp.status == 403
+        assert resp.content_type == "text/html"
+
+
+async def test_json_errors_can_be_turned_off(serve):
+    client = await serve(app_with_errors(json_errors=False))
+    async with client.get("/nowhere") as resp:
+        assert resp.status == 404
+        assert resp.content_type == "text/plain"
