@@ -5,12 +5,14 @@ it, sends every emission as a ``text/event-stream`` frame, ends the response whe
 Observable completes, and disposes the subscription the moment the client disconnects.
 """
 
-from .bus import Broker, EventBus, MemoryBroker
+from .broker import Broker, EmitError
+from .bus import EventBus
 from .client import EventSource, EventSourceError, observe
 from .cors import CORS
 from .errors import bad_request, json_error
 from .event import MessageEvent
-from .metrics import StreamMetrics, metrics
+from .memory import MemoryBroker
+from .metrics import BusMetrics, StreamMetrics, metrics
 from .parser import Parser
 from .routing import Guard, controller, delete, get, post, put, setup, sse
 from .scheduler import LoopScheduler
@@ -24,6 +26,8 @@ __all__ = [
     "DEFAULT_HEARTBEAT",
     "SSE_HEADERS",
     "Broker",
+    "BusMetrics",
+    "EmitError",
     "EventBus",
     "EventSource",
     "EventSourceError",

@@ -2,15 +2,18 @@
 
 ``bus.emit(topic, data)`` gives the event an id and publishes it through a broker;
 ``bus.on(topic_or_pattern, last_event_id=...)`` is a hot Observable of the topic's events that
-first replays what the client missed. Ids are totally ordered sequence numbers (``"<seq>-<tag>"``),
-so one resume point is meaningful across every topic a pattern spans.
+first replays what the client missed. Ids are ``"<seq>-<epoch>"``: totally ordered sequence
+numbers, so one resume point is meaningful across every topic a pattern spans, and the epoch of
+the data set that issued them (see :mod:`rxsse.broker`).
 
 How resume stays free of gaps and duplicates: the bus delivers entries to local subscribers in
 sequence order, on the event loop, and remembers the last sequence number it delivered (the
 watermark ``W``). A new subscriber joins the live fan-out at ``W`` and asks the broker's log for
 the entries in ``(last_event_id, W]``; everything after ``W`` reaches it live, buffered until the
 replay is out. If the log no longer holds everything after ``last_event_id`` the subscriber gets
-a ``reset`` event (with id ``W``) instead, then the live events.
+a ``reset`` event (with id ``W``) instead, then the live events. If the broker's data set loses
+events (a Redis that restarts empty, or from an older snapshot), every subscriber gets a
+``reset`` where the loss begins, then the new data set's events: a gap is always announced.
 """
 
 from __future__ import annotations
@@ -20,62 +23,29 @@ import collections
 import concurrent.futures
 import inspect
 import logging
-import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias
+from collections.abc import Awaitable
+from typing import Any, Final
 
 import reactivex as rx
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
+from . import payload
+from .broker import Broker, Emitted, Entry, LogConfig, Outgoing, Replay
 from .event import MessageEvent
+from .memory import MemoryBroker
+from .metrics import BusMetrics
 from .topics import TopicPattern, check_topic
 
-__all__ = ["Broker", "Emitted", "Entry", "EventBus", "MemoryBroker", "Replay", "Sink"]
+__all__ = ["EventBus"]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One published event: its global sequence number, its topic, and the event (with id)."""
-
-    seq: int
-    topic: str
-    event: MessageEvent
-
-
-#: What a broker's replay returns: the entries in order, or None when the resume point is
-#: unknown or older than the log (the subscriber then gets a ``reset`` event).
-Replay: TypeAlias = "list[Entry] | None"
-#: Where a broker hands every entry it delivers, in sequence order.
-Sink: TypeAlias = Callable[[Entry], None]
-#: What ``emit`` returns: the id, or an awaitable of it (a concurrent future when called from
-#: another thread) with a broker that must ask a server for it.
-Emitted: TypeAlias = "str | Awaitable[str] | concurrent.futures.Future[str]"
-
-
-class Broker(Protocol):
-    """Carries events between ``emit`` and the bus's subscribers, and keeps the replay log."""
-
-    def start(self, sink: Sink, *, history: int, max_age: float | None) -> int | Awaitable[int]:
-        """Begin handing every published entry to ``sink``, in sequence order, on the running
-        loop (or synchronously). Return the sequence number of the newest published entry."""
-
-    def publish(self, topic: str, data: Any, type: str | None) -> Emitted:
-        """Assign the next id to an event and publish it; return the id (or an awaitable)."""
-
-    def replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay | Awaitable[Replay]:
-        """The logged entries of topics matching ``pattern`` with ``after < seq <= upto``."""
-
-    def event_id(self, seq: int) -> str:
-        """The id string of sequence number ``seq``."""
-
-    async def close(self) -> None:
-        """Stop delivering and release connections."""
+#: How long a resume keeps retrying a broker it cannot reach before the stream fails.
+REPLAY_PATIENCE: Final = 30.0
+_MAX_KEY_LENGTH: Final = 256
 
 
 class EventBus:
@@ -86,6 +56,8 @@ class EventBus:
             (default) or ``rxsse.redis.RedisBroker`` for several processes.
         history: how many events the replay log keeps per topic.
         max_age: if set, events older than this many seconds leave the log too.
+        key_ttl: how many seconds an emit's ``key`` is remembered: an emit repeated with the
+            same key within that time is published once.
 
     Example:
         >>> bus = EventBus()
@@ -95,15 +67,24 @@ class EventBus:
     """
 
     def __init__(
-        self, broker: Broker | None = None, *, history: int = 1000, max_age: float | None = None
+        self,
+        broker: Broker | None = None,
+        *,
+        history: int = 1000,
+        max_age: float | None = None,
+        key_ttl: float = 3600.0,
     ) -> None:
         if isinstance(history, bool) or not isinstance(history, int) or history < 1:
             raise ValueError(f"history must be a positive int, not {history!r}")
-        if max_age is not None and not max_age > 0:
-            raise ValueError(f"max_age must be a positive number of seconds, not {max_age!r}")
+        for name, value in (("max_age", max_age), ("key_ttl", key_ttl)):
+            if value is not None and not _positive(value):
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         self.broker: Broker = broker if broker is not None else MemoryBroker()
         self.history = history
         self.max_age = max_age
+        self.log = LogConfig(history=history, max_age=max_age, key_ttl=key_ttl)
+        #: Live counters: emits published, failed and refused; resets sent.
+        self.metrics = BusMetrics()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._start_lock = threading.Lock()
@@ -121,8 +102,8 @@ class EventBus:
         """Connect the broker and bind the bus to the running loop (``setup`` calls this)."""
         if self._started:
             return
-        head = self.broker.start(self._accept, history=self.history, max_age=self.max_age)
         self._loop = asyncio.get_running_loop()
+        head = self.broker.start(self._accept, self.log, self.metrics)
         self._watermark = await head if inspect.isawaitable(head) else head
         self._started = True
 
@@ -131,7 +112,7 @@ class EventBus:
         with self._start_lock:
             if self._started:
                 return
-            head = self.broker.start(self._accept, history=self.history, max_age=self.max_age)
+            head = self.broker.start(self._accept, self.log, self.metrics)
             if inspect.isawaitable(head):
                 if inspect.iscoroutine(head):
                     head.close()
@@ -166,17 +147,29 @@ class EventBus:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    def emit(self, topic: str, data: Any, *, type: str | None = None) -> Emitted:
+    def emit(
+        self, topic: str, data: Any, *, type: str | None = None, key: str | None = None
+    ) -> Emitted:
         """Publish ``data`` on ``topic`` and return its id.
 
-        With a broker that must ask a server for the id (Redis) the result is an awaitable of
-        it, or a ``concurrent.futures.Future`` when called off the loop's thread; it fails if
-        the server is unavailable. Safe from Rx callbacks and other threads.
+        ``data`` is checked and encoded as JSON here, once, whatever the broker: what cannot be
+        sent to a browser is refused before anything is stored. With a broker that must ask a
+        server for the id (Redis) the result is an awaitable of it, or a
+        ``concurrent.futures.Future`` when called off the loop's thread. Safe from Rx callbacks
+        and other threads.
+
+        ``key`` makes the emit idempotent: an emit with a key that was published within
+        ``key_ttl`` seconds is not published again, and gets the first one's id. If an emit
+        fails with :class:`EmitError` the event may or may not have been published (the
+        server may have run it before the answer was lost): emit it again with the same key
+        to publish it exactly once.
 
         Raises:
-            ValueError: for a topic that is not a concrete name, or a bad ``type``.
+            ValueError: for a topic that is not a concrete name, a bad ``type`` or ``key``, or
+                data that cannot be sent as JSON (NaN, infinity, a lone surrogate, an object
+                ``json`` cannot serialise).
         """
-        check_topic(topic)
+        event = _outgoing(topic, data, type, key)
         if not self._started and self._loop is None:
             try:
                 asyncio.get_running_loop()
@@ -184,16 +177,22 @@ class EventBus:
                 pass  # no loop here: the event is logged; subscribers start later
             else:
                 self._start_now()
-        return self.broker.publish(topic, data, type)
+        return self.broker.publish(event)
 
-    async def publish(self, topic: str, data: Any, *, type: str | None = None) -> str:
+    async def publish(
+        self, topic: str, data: Any, *, type: str | None = None, key: str | None = None
+    ) -> str:
         """``emit`` for async code, with any broker: wait until the event is published and
         return its id.
 
+        Raises:
+            EmitError: the broker could not confirm the emit (see :meth:`emit`).
+
         Example:
-            >>> event_id = await bus.publish("orders.created", {"id": 7})  # doctest: +SKIP
+            >>> await bus.publish("orders.created", {"id": 7}, key="order-7")  # doctest: +SKIP
+            '2-...'
         """
-        result = self.emit(topic, data, type=type)
+        result = self.emit(topic, data, type=type, key=key)
         if isinstance(result, str):
             return result
         if isinstance(result, concurrent.futures.Future):
@@ -232,6 +231,11 @@ class EventBus:
 
     def _fan_out(self, entry: Entry) -> None:
         self._watermark = entry.seq
+        if entry.topic is None:  # the data set lost events: every subscriber is told
+            for every in [*self._exact.values(), *self._patterns.values()]:
+                self.metrics.resets += len(every.subscribers)
+                every.push(entry)
+            return
         channel = self._exact.get(entry.topic)
         if channel is not None:
             channel.push(entry)
@@ -260,7 +264,7 @@ class EventBus:
         ) -> abc.DisposableBase:
             if not self._started:
                 self._start_now()
-            subscriber = _Subscriber(observer, replaying=last_event_id is not None)
+            subscriber = _Subscriber(observer, self.metrics, replaying=last_event_id is not None)
             channel = self._join(pattern, subscriber)
             replay_task: asyncio.Task[None] | None = None
             if last_event_id is not None:
@@ -276,8 +280,9 @@ class EventBus:
                     observer.on_error(exc)
                 else:
                     if inspect.isawaitable(replay):
+                        retry = _Retry(self.broker, pattern, last_event_id, upto)
                         replay_task = asyncio.get_running_loop().create_task(
-                            _finish_later(subscriber, replay, reset)
+                            _finish_later(subscriber, replay, retry, reset)
                         )
                     else:
                         subscriber.finish_replay(replay, reset)
@@ -311,14 +316,29 @@ class EventBus:
                 del channels[channel.pattern.text]
 
 
-def _event(topic: str, data: Any, event_id: str, type: str | None) -> MessageEvent:
-    """The event as subscribers will see it, encoded now: bad input fails the emit, not a stream."""
-    event = MessageEvent(data, id=event_id, type=type)
+def _outgoing(topic: str, data: Any, type: str | None, key: str | None) -> Outgoing:
+    """Check an event and encode its data, once, before any broker sees it."""
+    check_topic(topic)
+    if type is not None:
+        MessageEvent(type=type)  # the checks a frame's type gets
+    if key is not None and (
+        not isinstance(key, str)
+        or not 0 < len(key) <= _MAX_KEY_LENGTH
+        or not key.isprintable()
+        or not key.isascii()
+    ):
+        raise ValueError(f"an emit key must be 1 to {_MAX_KEY_LENGTH} printable ASCII characters")
     try:
-        event.encode()
-    except TypeError as exc:
-        raise ValueError(f"the data emitted on {topic!r} cannot be sent as JSON: {exc}") from exc
-    return event
+        text = payload.dumps(data)
+    except ValueError as exc:
+        raise ValueError(f"the data emitted on {topic!r} {exc}") from None
+    return Outgoing(topic, text, type, key)
+
+
+def _positive(value: object) -> bool:
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+    )
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -328,24 +348,62 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+class _Retry:
+    """Asks a broker for the same replay again."""
+
+    __slots__ = ("after", "broker", "pattern", "upto")
+
+    def __init__(self, broker: Broker, pattern: TopicPattern, after: str, upto: int) -> None:
+        self.broker = broker
+        self.pattern = pattern
+        self.after = after
+        self.upto = upto
+
+    def __call__(self) -> Replay | Awaitable[Replay]:
+        return self.broker.replay(self.pattern, self.after, self.upto)
+
+
 async def _finish_later(
-    subscriber: _Subscriber, replay: Awaitable[Replay], reset: MessageEvent
+    subscriber: _Subscriber, replay: Awaitable[Replay], retry: _Retry, reset: MessageEvent
 ) -> None:
-    try:
-        entries = await replay
-    except Exception as exc:
-        subscriber.observer.on_error(exc)
-    else:
-        subscriber.finish_replay(entries, reset)
+    """Wait for a replay; while the broker cannot be reached (a Redis restarting), ask again
+    with backoff for up to :data:`REPLAY_PATIENCE` seconds: the client's stream stays open
+    and its live events wait in its buffer."""
+    deadline = time.monotonic() + REPLAY_PATIENCE
+    delay = 0.05
+    while True:
+        try:
+            entries = await replay
+        except (ConnectionError, TimeoutError) as exc:
+            if time.monotonic() + delay > deadline:
+                subscriber.observer.on_error(exc)
+                return
+            logger.info("a resume could not reach the broker (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            next_try = retry()
+            if not inspect.isawaitable(next_try):
+                subscriber.finish_replay(next_try, reset)
+                return
+            replay = next_try
+        except Exception as exc:
+            subscriber.observer.on_error(exc)
+            return
+        else:
+            subscriber.finish_replay(entries, reset)
+            return
 
 
 class _Subscriber:
     """One ``on()`` subscription: buffers live entries while its replay is out."""
 
-    __slots__ = ("buffer", "observer", "replaying")
+    __slots__ = ("buffer", "metrics", "observer", "replaying")
 
-    def __init__(self, observer: abc.ObserverBase[MessageEvent], *, replaying: bool) -> None:
+    def __init__(
+        self, observer: abc.ObserverBase[MessageEvent], metrics: BusMetrics, *, replaying: bool
+    ) -> None:
         self.observer = observer
+        self.metrics = metrics
         self.replaying = replaying
         self.buffer: list[Entry] = []
 
@@ -357,6 +415,7 @@ class _Subscriber:
 
     def finish_replay(self, entries: Replay, reset: MessageEvent) -> None:
         if entries is None:
+            self.metrics.resets += 1
             self.observer.on_next(reset)
         else:
             for entry in entries:
@@ -382,96 +441,3 @@ class _Channel:
                 subscriber.push(entry)
             except Exception:  # one broken observer must not starve the others
                 logger.exception("a subscriber of %s failed", self.pattern.text)
-
-
-# -- the in-memory broker -----------------------------------------------------------------------
-
-
-class _TopicLog:
-    __slots__ = ("entries", "times", "trimmed_upto")
-
-    def __init__(self, history: int) -> None:
-        self.entries: collections.deque[Entry] = collections.deque(maxlen=history)
-        self.times: collections.deque[float] = collections.deque(maxlen=history)
-        self.trimmed_upto = 0  # the highest sequence number that left this log
-
-    def append(self, entry: Entry, now: float) -> None:
-        if len(self.entries) == self.entries.maxlen:
-            self.trimmed_upto = self.entries[0].seq
-        self.entries.append(entry)
-        self.times.append(now)
-
-    def expire(self, oldest: float) -> None:
-        while self.times and self.times[0] < oldest:
-            self.times.popleft()
-            self.trimmed_upto = self.entries.popleft().seq
-
-
-class MemoryBroker:
-    """The default broker: one process, no setup. Ids are ``"<seq>-<tag>"`` where the tag is
-    random per broker, so an id from an earlier process is recognised as unknown."""
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._seq = 0
-        self._tag = secrets.token_hex(3)
-        self._logs: dict[str, _TopicLog] = {}
-        self._sink: Sink | None = None
-        self._history = 1000
-        self._max_age: float | None = None
-
-    def start(self, sink: Sink, *, history: int, max_age: float | None) -> int:
-        with self._lock:
-            self._sink = sink
-            self._history = history
-            self._max_age = max_age
-            return self._seq
-
-    def event_id(self, seq: int) -> str:
-        return f"{seq}-{self._tag}"
-
-    def publish(self, topic: str, data: Any, type: str | None) -> str:
-        with self._lock:
-            seq = self._seq + 1
-            event = _event(topic, data, self.event_id(seq), type)
-            self._seq = seq
-            entry = Entry(seq, topic, event)
-            log = self._logs.get(topic)
-            if log is None:
-                log = self._logs[topic] = _TopicLog(self._history)
-            now = time.monotonic()
-            log.append(entry, now)
-            if self._max_age is not None:
-                log.expire(now - self._max_age)
-            if self._sink is not None:
-                self._sink(entry)  # under the lock: the sink sees entries in sequence order
-            assert event.id is not None
-            return event.id
-
-    def replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay:
-        start = self._parse(after)
-        with self._lock:
-            if start is None or start > self._seq:
-                return None
-            if pattern.is_exact:
-                logs = [self._logs[pattern.text]] if pattern.text in self._logs else []
-            else:
-                logs = [log for topic, log in self._logs.items() if pattern.matches(topic)]
-            if self._max_age is not None:
-                oldest = time.monotonic() - self._max_age
-                for log in logs:
-                    log.expire(oldest)
-            if any(log.trimmed_upto > start for log in logs):
-                return None
-            found = [e for log in logs for e in log.entries if start < e.seq <= upto]
-        found.sort(key=lambda entry: entry.seq)
-        return found
-
-    def _parse(self, event_id: str) -> int | None:
-        seq, _, tag = event_id.partition("-")
-        if tag != self._tag or not seq.isdigit():
-            return None
-        return int(seq)
-
-    async def close(self) -> None:
-        self._sink = None

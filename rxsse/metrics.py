@@ -7,7 +7,7 @@ from typing import Final
 
 from aiohttp import web
 
-__all__ = ["METRICS", "StreamMetrics", "metrics", "prometheus_text"]
+__all__ = ["METRICS", "BusMetrics", "StreamMetrics", "metrics", "prometheus_text"]
 
 
 @dataclass
@@ -44,6 +44,26 @@ class StreamMetrics:
     rejected: int = 0
 
 
+@dataclass
+class BusMetrics:
+    """Counters of one event bus (``bus.metrics``), all only going up.
+
+    Attributes:
+        emitted: events published (an emit repeated with a key it already used is not
+            counted again).
+        emit_failures: emits that failed at the broker (unreachable, timed out): each may or
+            may not have been published.
+        emits_rejected: emits refused at once because too many were waiting for the broker.
+        resets: ``reset`` events sent to subscribers, because a resume point was unknown or
+            trimmed, or because the broker's data set lost events.
+    """
+
+    emitted: int = 0
+    emit_failures: int = 0
+    emits_rejected: int = 0
+    resets: int = 0
+
+
 METRICS: Final = web.AppKey("rxsse.metrics", StreamMetrics)
 
 
@@ -55,11 +75,18 @@ def metrics(app: web.Application) -> StreamMetrics:
     return found
 
 
-def prometheus_text(counters: StreamMetrics) -> str:
-    """The counters in the Prometheus text exposition format."""
+def prometheus_text(counters: StreamMetrics, bus: BusMetrics | None = None) -> str:
+    """The counters (and the bus's, if given) in the Prometheus text exposition format."""
     lines: list[str] = []
+    for prefix, group in (("rxsse_", counters), ("rxsse_bus_", bus)):
+        if group is not None:
+            _append(lines, prefix, group)
+    return "\n".join(lines) + "\n"
+
+
+def _append(lines: list[str], prefix: str, counters: StreamMetrics | BusMetrics) -> None:
     for item in fields(counters):
-        name = f"rxsse_{item.name}"
+        name = f"{prefix}{item.name}"
         value = getattr(counters, item.name)
         kind = "gauge" if item.name == "open_streams" else "counter"
         lines.append(f"# TYPE {name} {kind}")
@@ -67,4 +94,3 @@ def prometheus_text(counters: StreamMetrics) -> str:
             lines.extend(f'{name}{{policy="{key}"}} {count}' for key, count in value.items())
         else:
             lines.append(f"{name} {value}")
-    return "\n".join(lines) + "\n"

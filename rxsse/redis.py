@@ -5,33 +5,37 @@ Install with ``pip install rxsse[redis]``; use with ``EventBus(RedisBroker("redi
 Layout in Redis (all keys share the hash tag ``{prefix}``, so they live in one cluster slot):
 
 - ``{rxsse}:seq``: the global sequence counter. An emit is one Lua script that increments it
-  and appends the event, with id ``<seq>-0``, to the topic's stream (``XADD ... MAXLEN ~
-  history``: the replay log) and to the firehose stream ``{rxsse}:all``. Being one atomic
-  script, every process sees one total order of events, across topics.
-- ``{rxsse}:t:<topic>``: the replay log of one topic, read with ``XRANGE`` when a client resumes.
-  The emit script trims it in batches (``history`` plus a tenth) and records in
-  ``{rxsse}:trimmed`` the newest id it cut, which tells a trimmed resume point (``reset``) from a
-  quiet stretch of the topic. (Redis 7.0's ``XINFO STREAM`` does not report trims.)
-- ``{rxsse}:all``: the firehose. Each process runs one reader task (one Redis connection, shared
-  by all its subscribers) that follows it with ``XREAD BLOCK`` and hands entries to the bus in
-  order. Topic patterns need that total order, which per-topic readers cannot give.
+  and appends the event, with stream id ``<seq>-0``, to the topic's stream (its replay log)
+  and to the firehose stream ``{rxsse}:all``. Being one atomic script, every process sees one
+  total order of events, across topics. The event's id is ``<seq>-<epoch>``.
+- ``{rxsse}:epoch`` and ``{rxsse}:epochs``: the current epoch, and the sequence number each
+  epoch started at (see :mod:`rxsse.epochs`). Before each batch of emits, a *fence* checks
+  that Redis still holds the newest id this process has seen; if Redis came back empty or from
+  an older snapshot, a new epoch starts, so no id ever names two events.
+- ``{rxsse}:t:<topic>``: the replay log of one topic, read with ``XRANGE`` when a client
+  resumes. The emit script trims it in batches (``history`` plus a tenth) and records in
+  ``{rxsse}:trimmed`` the newest id it cut, which tells a trimmed resume point (``reset``) from
+  a quiet stretch of the topic.
+- ``{rxsse}:all``: the firehose. Each process runs one reader task (one Redis connection,
+  shared by all its subscribers) that follows it with ``XREAD BLOCK`` and hands entries to the
+  bus in order. Topic patterns need that total order, which per-topic readers cannot give.
 - ``{rxsse}:topics``: the set of topic names, to resolve patterns when replaying.
-- ``{rxsse}:epoch``: a token set once per data set. A reader that reconnects and finds another
-  token knows Redis came back without its data (the counter started over) and follows anew.
+- ``{rxsse}:k:<key>``: the id an idempotent emit got, for ``key_ttl`` seconds.
 
-If Redis goes away the reader retries with backoff and resumes from its last id, so local
-subscribers keep their subscriptions; emits fail (their awaitable raises) until it is back.
+If Redis goes away the reader retries with backoff and, when it is back, checks the epochs:
+if nothing was lost it resumes from its last id, so local subscribers keep their streams;
+if events were lost, every subscriber gets a ``reset`` where the loss begins, then the new
+events. Emits fail with :class:`rxsse.EmitError` until Redis is back; at most ``max_pending``
+wait for it, and none waits longer than ``emit_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable
 from typing import Any, Final
 
 from redis.asyncio import Redis
@@ -40,38 +44,28 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .bus import Entry, Replay, Sink
+from .broker import (
+    EmitError,
+    EmitFailures,
+    Entry,
+    LogConfig,
+    Outgoing,
+    PendingId,
+    Replay,
+    Sink,
+    parse_event_id,
+)
+from .epochs import EMIT, FENCE, Epochs, contains, cover, diverges_after
 from .event import MessageEvent
+from .metrics import BusMetrics
 from .topics import TopicPattern
 
 __all__ = ["RedisBroker"]
 
 logger = logging.getLogger(__name__)
 
-# KEYS: seq counter, topic stream, topics set, firehose, trimmed hash, epoch.
-# ARGV: topic, data, type, history, firehose length, time (ms), trim slack, a fresh epoch token.
-# The topic's log is trimmed in batches of `slack` entries (an approximate MAXLEN whose cut is
-# known): the newest trimmed id is recorded, so a replay can tell a gap from an empty stretch.
-_EMIT: Final = """
-redis.call('SET', KEYS[6], ARGV[8], 'NX')
-local seq = redis.call('INCR', KEYS[1])
-local id = seq .. '-0'
-redis.call('XADD', KEYS[2], id, 'd', ARGV[2], 'y', ARGV[3], 'ts', ARGV[6])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], id, 't', ARGV[1], 'd', ARGV[2], 'y', ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[1])
-local history = tonumber(ARGV[4])
-local length = redis.call('XLEN', KEYS[2])
-if length > history + tonumber(ARGV[7]) then
-  local drop = length - history
-  local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', drop + 1)
-  redis.call('XTRIM', KEYS[2], 'MINID', oldest[drop + 1][1])
-  redis.call('HSET', KEYS[5], ARGV[1], oldest[drop][1])
-end
-return id
-"""
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
-
-_Pending = tuple[str, str, str, "asyncio.Future[str] | concurrent.futures.Future[str]"]
+_Pending = tuple[Outgoing, PendingId]
 
 
 class RedisBroker:
@@ -83,6 +77,10 @@ class RedisBroker:
         firehose: how many entries the firehose keeps (approximately): how far a process's
             reader may fall behind before it misses live events.
         block_ms: how long one ``XREAD`` waits before it is issued again.
+        emit_timeout: seconds an emit (and a resume's read) may wait for Redis; then it fails
+            with :class:`rxsse.EmitError` (the event may or may not have been published).
+        max_pending: how many emits may wait for Redis; more fail at once with
+            :class:`rxsse.EmitError` (counted in ``bus.metrics.emits_rejected``).
     """
 
     def __init__(
@@ -92,21 +90,25 @@ class RedisBroker:
         prefix: str = "rxsse",
         firehose: int = 100_000,
         block_ms: int = 1000,
+        emit_timeout: float = 5.0,
+        max_pending: int = 10_000,
     ) -> None:
+        if not emit_timeout > 0:
+            raise ValueError(
+                f"emit_timeout must be a positive number of seconds, not {emit_timeout!r}"
+            )
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(f"max_pending must be a positive int, not {max_pending!r}")
         self.url = url
-        self._seq_key = f"{{{prefix}}}:seq"
-        self._topics_key = f"{{{prefix}}}:topics"
-        self._firehose_key = f"{{{prefix}}}:all"
-        self._topic_prefix = f"{{{prefix}}}:t:"
-        self._trimmed_key = f"{{{prefix}}}:trimmed"
-        # A token set once per data set: if it changes, Redis lost its data and the sequence
-        # counter started over, so the readers must too.
-        self._epoch_key = f"{{{prefix}}}:epoch"
-        self._epoch: str | None = None
+        tag = f"{{{prefix}}}"
+        self._keys = _Keys(tag)
         self._firehose = firehose
         self._block_ms = block_ms
-        self._history = 1000
-        self._max_age: float | None = None
+        self._emit_timeout = emit_timeout
+        self._max_pending = max_pending
+        self._log = LogConfig()
+        self._metrics = BusMetrics()
+        self._failures = EmitFailures(logger, self._metrics, f"Redis at {url}")
         self._sink: Sink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Redis | None = None
@@ -115,26 +117,33 @@ class RedisBroker:
         self._outbox: list[_Pending] = []
         self._outbox_ready = asyncio.Event()
         self._closing = False
+        # The newest id this process has seen (acknowledged or read): the fence's floor.
+        self._floor: tuple[str, int] | None = None
+        # The epochs the reader delivered under, and where it is.
+        self._epochs: dict[str, int] = {}
+        self._seq = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, sink: Sink, *, history: int, max_age: float | None) -> Awaitable[int]:
+    def start(self, sink: Sink, log: LogConfig, metrics: BusMetrics) -> asyncio.Future[int]:
         self._sink = sink
-        self._history = history
-        self._max_age = max_age
-        return self._start()
+        self._log = log
+        self._metrics = metrics
+        self._failures = EmitFailures(logger, metrics, f"Redis at {self.url}")
+        return asyncio.ensure_future(self._start())
 
     async def _start(self) -> int:
         self._loop = asyncio.get_running_loop()
         self._closing = False
         self._outbox_ready = asyncio.Event()
         # No automatic retries: re-sending an emit could publish it twice.
-        self._client = _connect(self.url)
-        self._reader_client = _connect(self.url)
-        self._epoch = await self._claim_epoch(self._client)
-        head = await self._head(self._client)
+        self._client = _connect(self.url, self._emit_timeout)
+        self._reader_client = _connect(self.url, self._block_ms / 1000 + self._emit_timeout)
+        _, head = await self._fence(self._client)
+        self._epochs = await self._read_epochs(self._client)
+        self._seq = head
         self._tasks = [
-            self._loop.create_task(self._read(head), name="rxsse-redis-reader"),
+            self._loop.create_task(self._read(), name="rxsse-redis-reader"),
             self._loop.create_task(self._publish_loop(), name="rxsse-redis-publisher"),
         ]
         return head
@@ -149,7 +158,7 @@ class RedisBroker:
             for task in stuck:
                 logger.error("the Redis task %s did not stop", task.get_name())
         self._tasks = []
-        self._fail(self._outbox, RuntimeError("the Redis broker is closed"))
+        self._failures.fail((f for _, f in self._outbox), EmitError("the Redis broker is closed"))
         self._outbox = []
         for client in (self._client, self._reader_client):
             if client is not None:
@@ -158,20 +167,11 @@ class RedisBroker:
         self._sink = None
 
     def event_id(self, seq: int) -> str:
-        return f"{seq}-0"
+        return f"{seq}-{cover(self._epochs, seq) or '0'}"
 
     # -- publishing -------------------------------------------------------------------------------
 
-    def publish(
-        self, topic: str, data: Any, type: str | None
-    ) -> asyncio.Future[str] | concurrent.futures.Future[str]:
-        MessageEvent(None, type=type)  # the same checks a local event gets
-        try:
-            payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        except TypeError as exc:
-            raise ValueError(
-                f"the data emitted on {topic!r} cannot be sent as JSON: {exc}"
-            ) from exc
+    def publish(self, event: Outgoing) -> PendingId:
         loop = self._loop
         if loop is None:
             raise RuntimeError("the Redis broker is not started: await bus.start() first")
@@ -181,19 +181,24 @@ class RedisBroker:
             on_loop = False
         if on_loop:
             future: asyncio.Future[str] = loop.create_future()
-            self._enqueue((topic, payload, type or "", future))
+            self._enqueue((event, future))
             return future
         shared: concurrent.futures.Future[str] = concurrent.futures.Future()
-        loop.call_soon_threadsafe(self._enqueue, (topic, payload, type or "", shared))
+        loop.call_soon_threadsafe(self._enqueue, (event, shared))
         return shared
 
     def _enqueue(self, item: _Pending) -> None:
+        if len(self._outbox) >= self._max_pending:
+            error = EmitError(f"{self._max_pending} emits are already waiting for Redis")
+            self._failures.fail((item[1],), error, rejected=True)
+            return
         self._outbox.append(item)
         self._outbox_ready.set()
 
     async def _publish_loop(self) -> None:
-        """Send queued emits in order, each batch in one round trip."""
+        """Send queued emits in order, each batch in one round trip, after a fence."""
         assert self._client is not None
+        keys = self._keys
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
@@ -201,64 +206,106 @@ class RedisBroker:
             if not batch:
                 continue
             now_ms = str(int(time.time() * 1000))
-            slack = max(1, self._history // 10)
-            token = uuid.uuid4().hex
+            slack = max(1, self._log.history // 10)
+            key_ttl = str(int(self._log.key_ttl * 1000))
+            token = _token()
             pipe = self._client.pipeline(transaction=False)
-            for topic, payload, type_, _ in batch:
-                keys = [
-                    self._seq_key,
-                    self._topic_prefix + topic,
-                    self._topics_key,
-                    self._firehose_key,
-                    self._trimmed_key,
-                    self._epoch_key,
-                ]
-                args: list[str | int] = [
-                    topic,
-                    payload,
-                    type_,
-                    self._history,
+            pipe.eval(FENCE, 3, keys.seq, keys.epoch, keys.epochs, *self._floor_args(), token)
+            for event, _ in batch:
+                pipe.eval(
+                    EMIT,
+                    8,
+                    keys.seq,
+                    keys.topic(event.topic),
+                    keys.topics,
+                    keys.firehose,
+                    keys.trimmed,
+                    keys.epoch,
+                    keys.epochs,
+                    keys.key(event.key or ""),
+                    event.topic,
+                    event.data,
+                    event.type or "",
+                    self._log.history,
                     self._firehose,
                     now_ms,
                     slack,
                     token,
-                ]
-                pipe.eval(_EMIT, len(keys), *keys, *args)
+                    key_ttl if event.key else "0",
+                )
             try:
-                ids = await pipe.execute()
+                _, *results = await pipe.execute(raise_on_error=False)
             except Exception as exc:
-                logger.error("emitting %d events to Redis failed: %s", len(batch), exc)
-                self._fail(batch, exc)
+                self._failures.fail((f for _, f in batch), EmitError(f"Redis: {exc}"))
                 if self._closing:
                     return
                 continue
-            for (_, _, _, future), event_id in zip(batch, ids, strict=True):
-                _resolve(future, event_id)
+            for (_, future), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):  # this emit alone failed; the others stand
+                    self._failures.fail((future,), EmitError(f"Redis refused an emit: {result}"))
+                elif not future.done():
+                    self._metrics.emitted += 1
+                    self._observe(str(result))
+                    future.set_result(str(result))
 
-    @staticmethod
-    def _fail(batch: list[_Pending], error: BaseException) -> None:
-        for *_, future in batch:
-            if not future.done():
-                future.set_exception(error)
+    def _observe(self, event_id: str) -> None:
+        seq, _, epoch = event_id.partition("-")
+        self._see(epoch, int(seq))
+
+    def _see(self, epoch: str, seq: int) -> None:
+        """Raise the floor to an id this process saw (a new epoch replaces it)."""
+        floor = self._floor
+        if floor is None or floor[0] != epoch or floor[1] < seq:
+            self._floor = (epoch, seq)
+
+    def _floor_args(self) -> tuple[str, str]:
+        return ("", "") if self._floor is None else (self._floor[0], str(self._floor[1]))
+
+    async def _fence(self, client: Redis) -> tuple[str, int]:
+        """Start a new epoch if Redis no longer holds the newest id seen here; return the
+        current epoch and head."""
+        keys = self._keys
+        epoch, head = await client.eval(
+            FENCE, 3, keys.seq, keys.epoch, keys.epochs, *self._floor_args(), _token()
+        )
+        return str(epoch), int(head)
+
+    async def _read_epochs(self, client: Redis) -> dict[str, int]:
+        found = await client.hgetall(self._keys.epochs)
+        return {str(epoch): int(start) for epoch, start in found.items()}
 
     # -- delivering -------------------------------------------------------------------------------
 
-    async def _read(self, head: int) -> None:
+    async def _read(self) -> None:
         """Follow the firehose and hand each entry to the bus, reconnecting as needed."""
-        assert self._reader_client is not None
-        position = self.event_id(head)
+        client = self._reader_client
+        assert client is not None
         backoff = 0.05
         lost = False
         while True:
             try:
                 if lost:
-                    position = await self._resync(position)
+                    await self._resync(client)
                     lost = False
                     logger.info("reconnected to Redis at %s", self.url)
-                response: Any = await self._reader_client.xread(
-                    {self._firehose_key: position}, block=self._block_ms, count=1000
+                response: Any = await client.xread(
+                    {self._keys.firehose: f"{self._seq}-0"}, block=self._block_ms, count=1000
                 )
                 backoff = 0.05
+                if not response:  # quiet: is the data set still the one we follow?
+                    if await client.get(self._keys.epoch) != _newest(self._epochs):
+                        await self._resync(client)
+                    continue
+                for _stream, messages in response:
+                    for message_id, fields in messages:
+                        epoch = fields.get("e")
+                        if epoch is not None and epoch not in self._epochs:
+                            await self._resync(client)  # a new epoch: did it lose events?
+                            break
+                        self._deliver(message_id, fields)
+                    else:
+                        continue
+                    break
             except _UNAVAILABLE as exc:
                 if self._closing:
                     return
@@ -267,7 +314,6 @@ class RedisBroker:
                 lost = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-                continue
             except Exception:  # keep following whatever went wrong; subscribers stay
                 if self._closing:
                     return
@@ -275,37 +321,49 @@ class RedisBroker:
                 lost = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-                continue
-            for _stream, messages in response or ():
-                for message_id, fields in messages:
-                    position = message_id
-                    self._deliver(message_id, fields)
 
-    async def _resync(self, position: str) -> str:
-        """After a reconnect: if Redis lost its data (a new epoch), follow it from the start."""
-        assert self._reader_client is not None
-        epoch = await self._claim_epoch(self._reader_client)
-        if epoch == self._epoch:
-            return position
-        logger.warning("Redis at %s came back without its data; following it anew", self.url)
-        self._epoch = epoch
-        return "0-0"
-
-    async def _claim_epoch(self, client: Redis) -> str:
-        await client.set(self._epoch_key, uuid.uuid4().hex, nx=True)
-        return str(await client.get(self._epoch_key))
+    async def _resync(self, client: Redis) -> None:
+        """After a reconnect or a new epoch: if the data set lost events this reader delivered,
+        send every subscriber a ``reset`` where the loss begins and follow the new data set
+        from there; otherwise carry on where the reader was."""
+        await self._fence(client)
+        epochs = await self._read_epochs(client)
+        kept = diverges_after(self._epochs, epochs, self._seq)
+        self._epochs = epochs
+        if kept < self._seq:
+            logger.warning(
+                "Redis at %s lost the events after %d (it came back empty or from an older "
+                "snapshot); subscribers get a reset there",
+                self.url,
+                kept,
+            )
+            self._seq = kept
+            reset = MessageEvent(
+                {"reason": "events were lost by the event store"},
+                type="reset",
+                id=self.event_id(kept),
+            )
+            if self._sink is not None:
+                self._sink(Entry(kept, None, reset))
 
     def _deliver(self, message_id: str, fields: dict[str, str]) -> None:
+        seq = _seq_of(message_id)
+        self._seq = seq
+        epoch = fields.get("e") or cover(self._epochs, seq) or "0"
+        self._see(epoch, seq)
+        event_id = f"{seq}-{epoch}"
+        topic = fields.get("t")
         try:
-            event = MessageEvent(
-                json.loads(fields["d"]), id=message_id, type=fields.get("y") or None
-            )
-            entry = Entry(_seq_of(message_id), fields["t"], event)
+            if topic is None:
+                raise ValueError("no topic")
+            event = MessageEvent.from_json(fields["d"], id=event_id, type=fields.get("y") or None)
         except (KeyError, ValueError) as exc:
-            logger.error("skipping malformed Redis entry %s: %s", message_id, exc)
-            return
+            # Never skipped silently: its topic's subscribers (all, if the topic is unknown)
+            # are told to reload.
+            logger.error("unreadable Redis entry %s: %s; sending a reset", message_id, exc)
+            event = _unreadable(event_id)
         if self._sink is not None:
-            self._sink(entry)
+            self._sink(Entry(seq, topic, event))
 
     # -- replaying --------------------------------------------------------------------------------
 
@@ -313,55 +371,107 @@ class RedisBroker:
         client = self._client
         if client is None:
             raise RuntimeError("the Redis broker is not started: await bus.start() first")
-        start = _parse(after)
-        if start is None or start > await self._head(client):
+        try:
+            return await self._replay(client, pattern, after, upto)
+        except _UNAVAILABLE as exc:  # the bus retries a resume while Redis is away
+            raise ConnectionError(f"Redis at {self.url}: {exc}") from exc
+
+    async def _replay(self, client: Redis, pattern: TopicPattern, after: str, upto: int) -> Replay:
+        point = parse_event_id(after)
+        if point is None:
             return None
+        start, epoch = point
+        keys = self._keys
+        pipe = client.pipeline(transaction=False)
+        pipe.hgetall(keys.epochs)
+        pipe.get(keys.seq)
+        if not pattern.is_exact:
+            pipe.smembers(keys.topics)
+        found_epochs, head_value, *members = await pipe.execute()
+        epochs = {str(e): int(s) for e, s in found_epochs.items()}
+        head = int(head_value or 0)
+        if not contains(epochs, start, epoch, head):
+            return None
+        if upto > head or diverges_after(self._epochs, epochs, upto) < upto:
+            return None  # the data set changed under this process: its reader will reset
         if pattern.is_exact:
             topics = [pattern.text]
         else:
-            members = await client.smembers(self._topics_key)
-            topics = sorted(str(t) for t in members if pattern.matches(str(t)))
+            topics = sorted(str(t) for t in members[0] if pattern.matches(str(t)))
         if not topics or upto <= start:
             return []
         pipe = client.pipeline(transaction=False)
-        pipe.hmget(self._trimmed_key, topics)
+        pipe.hmget(keys.trimmed, topics)
         for topic in topics:
-            pipe.xrange(self._topic_prefix + topic, min=f"{start + 1}-0", max=f"{upto}-0")
+            pipe.xrange(keys.topic(topic), min=f"{start + 1}-0", max=f"{upto}-0")
         trimmed, *ranges = await pipe.execute()
         if any(_seq_of(cut) > start for cut in trimmed if cut):
             return None  # entries after the resume point were trimmed away
-        oldest_ms = None if self._max_age is None else (time.time() - self._max_age) * 1000
-        found: list[Entry] = []
+        max_age = self._log.max_age
+        oldest_ms = None if max_age is None else (time.time() - max_age) * 1000
+        entries: list[Entry] = []
         for topic, messages in zip(topics, ranges, strict=True):
             for message_id, fields in messages:
                 if oldest_ms is not None and float(fields.get("ts", 0)) < oldest_ms:
                     return None  # older than max_age: treated as gone from the log
-                event = MessageEvent(
-                    json.loads(fields["d"]), id=message_id, type=fields.get("y") or None
-                )
-                found.append(Entry(_seq_of(message_id), topic, event))
-        found.sort(key=lambda entry: entry.seq)
-        return found
-
-    async def _head(self, client: Redis) -> int:
-        value = await client.get(self._seq_key)
-        return int(value or 0)
-
-
-def _connect(url: str) -> Redis:
-    return Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0))
+                seq = _seq_of(message_id)
+                event_id = f"{seq}-{fields.get('e') or cover(epochs, seq)}"
+                try:
+                    event = MessageEvent.from_json(
+                        fields["d"], id=event_id, type=fields.get("y") or None
+                    )
+                except (KeyError, ValueError) as exc:
+                    logger.error("unreadable Redis entry %s: %s; sending a reset", message_id, exc)
+                    event = _unreadable(event_id)
+                entries.append(Entry(seq, topic, event))
+        entries.sort(key=lambda entry: entry.seq)
+        return entries
 
 
-def _resolve(future: asyncio.Future[str] | concurrent.futures.Future[str], value: str) -> None:
-    if not future.done():
-        future.set_result(value)
+class _Keys:
+    """The names of the Redis keys under one hash tag."""
+
+    __slots__ = ("epoch", "epochs", "firehose", "seq", "tag", "topics", "trimmed")
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.seq = f"{tag}:seq"
+        self.topics = f"{tag}:topics"
+        self.firehose = f"{tag}:all"
+        self.trimmed = f"{tag}:trimmed"
+        self.epoch = f"{tag}:epoch"
+        self.epochs = f"{tag}:epochs"
+
+    def topic(self, topic: str) -> str:
+        return f"{self.tag}:t:{topic}"
+
+    def key(self, key: str) -> str:
+        return f"{self.tag}:k:{key}"
 
 
-def _parse(event_id: str) -> int | None:
-    seq, dash, tail = event_id.partition("-")
-    if not dash or tail != "0" or not seq.isdigit():
-        return None
-    return int(seq)
+def _connect(url: str, timeout: float) -> Redis:
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+
+
+def _newest(epochs: Epochs) -> str | None:
+    return max(epochs, key=epochs.__getitem__, default=None)
+
+
+def _token() -> str:
+    """A fresh epoch: short, as every id carries it."""
+    return uuid.uuid4().hex[:8]
+
+
+def _unreadable(event_id: str) -> MessageEvent:
+    return MessageEvent(
+        {"reason": "an event in the log could not be read"}, type="reset", id=event_id
+    )
 
 
 def _seq_of(message_id: str) -> int:

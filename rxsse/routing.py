@@ -14,11 +14,12 @@ from aiohttp import web
 from reactivex import Observable
 
 from .binding import Binder
+from .broker import EmitError
 from .cors import CORS, install_cors
 from .errors import json_error
 from .errors import json_errors as json_errors_middleware
 from .event import MessageEvent
-from .metrics import StreamMetrics, metrics, prometheus_text
+from .metrics import BusMetrics, StreamMetrics, metrics, prometheus_text
 from .shutdown import install_shutdown
 from .stream import stream
 
@@ -186,8 +187,8 @@ def setup(
             run with the app's own signals.
         bus: an :class:`rxsse.EventBus`: handlers get it through a parameter annotated with its
             class (``bus: EventBus``); it starts with the app and closes on cleanup.
-        metrics_path: if given, a GET route there serves :func:`rxsse.metrics` as Prometheus
-            text.
+        metrics_path: if given, a GET route there serves :func:`rxsse.metrics` (and the
+            bus's ``metrics``, as ``rxsse_bus_*``) as Prometheus text.
         max_streams: caps the streams open at once across the app's ``@sse`` routes; one more
             is answered 503 with ``Retry-After: retry_after`` (seconds).
         retry_after: the ``Retry-After`` of those 503s.
@@ -221,9 +222,13 @@ def setup(
     if bus is not None:
         _install_bus(app, bus, providers)
     if metrics_path is not None:
+        bus_counters = getattr(bus, "metrics", None)
+        if not isinstance(bus_counters, BusMetrics):
+            bus_counters = None
 
         async def serve_metrics(request: web.Request) -> web.Response:
-            return web.Response(text=prometheus_text(counters), content_type="text/plain")
+            text = prometheus_text(counters, bus_counters)
+            return web.Response(text=text, content_type="text/plain")
 
         app.router.add_get(metrics_path, serve_metrics)
     resources: dict[str, web.Resource] = {}
@@ -327,6 +332,14 @@ async def _run_user_code(call: Callable[[], Any], what: str) -> Any:
             result = await result
     except web.HTTPException:
         raise
+    except EmitError as exc:  # the broker is out of reach: worth retrying, not a bug
+        logger.warning("%s: %s", what, exc)
+        raise json_error(
+            503,
+            "the event bus is unavailable; the event may or may not have been published: "
+            "retry with the same idempotency key",
+            headers={"Retry-After": "1"},
+        ) from None
     except Exception:
         logger.exception("%s failed", what)
         raise json_error(500, "internal server error") from None

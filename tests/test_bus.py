@@ -135,7 +135,23 @@ async def test_events_older_than_max_age_leave_the_log(make_bus):
     subscription.dispose()
 
 
-@pytest.mark.parametrize("bad_id", ["nonsense", "999999-0", "5", "", "-1", "1-other"])
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "nonsense",
+        "999999-0",
+        "5",
+        "",
+        "-1",
+        "1-other",
+        "9" * 5000 + "-0",  # past int()'s digit limit: a reset, not a 500
+        "\u00b2-0",  # a digit to str.isdigit(), not to int()
+    ],
+    ids=[
+        *("nonsense", "unknown", "no-epoch", "empty", "negative", "other-epoch"),
+        *("5000-digits", "superscript"),
+    ],
+)
 async def test_reset_when_the_id_is_unknown(bus, bad_id):
     await emit(bus, "t", "before")
     events, subscription = collect(bus, "t", last_event_id=bad_id)
@@ -338,8 +354,10 @@ async def test_subscribers_keep_receiving_after_redis_restarts(tmp_path, persist
             await emit(bus, "t", "while down")  # emits fail loudly while Redis is down
         server.start()
         await emit_when_up(bus, "t", "after")
-        await wait_until(lambda: len(events) == 2, timeout=10)
-        assert [e.data for e in events] == ["before", "after"]
+        expected = ["before", "after"] if persistent else ["before", "reset", "after"]
+        await wait_until(lambda: len(events) == len(expected), timeout=10)
+        # Redis that came back without its data: the subscriber is told, with a reset.
+        assert [e.type if e.type == "reset" else e.data for e in events] == expected
         assert bus.live_subscriptions == 1
         subscription.dispose()
     finally:
@@ -375,3 +393,18 @@ async def test_emit_on_a_closed_redis_bus_fails_at_once(redis_server):
     await bus.close()
     with pytest.raises(RuntimeError, match="not started"):
         bus.emit("t", 1)
+
+
+async def test_the_bus_counters_are_served_with_the_stream_counters(serve):
+    bus = EventBus()
+    app = bus_app(bus)
+    rxsse.setup(app, bus=bus, metrics_path="/metrics")
+    client = await serve(app)
+    stream = await client.get("/topics/t", headers={"Last-Event-ID": "unknown"})
+    assert (await FrameReader(stream).next()).get("event") == "reset"
+    bus.emit("t", 1)
+    async with client.get("/metrics") as response:
+        text = await response.text()
+    assert "rxsse_bus_emitted 1\n" in text
+    assert "rxsse_bus_resets 1\n" in text
+    assert "rxsse_open_streams 1\n" in text

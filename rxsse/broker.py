@@ -1,0 +1,190 @@
+"""What the event bus asks of a broker: the contract, and the values that cross it.
+
+The bus checks and encodes every event once (:class:`Outgoing`) before a broker sees it, so
+every broker stores and delivers the same bytes. A broker gives each event a sequence number
+and an id, keeps a replay log per topic, and hands every published :class:`Entry` to the bus's
+sink in sequence order.
+
+Ids are ``"<seq>-<epoch>"``: the epoch names the data set that issued the sequence number, so
+an id from a data set that was lost (a Redis that came back empty, or from an older snapshot)
+is recognised as such and answered with a ``reset``, never resumed at the wrong place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Final, Protocol, TypeAlias
+
+from .event import MessageEvent
+from .metrics import BusMetrics
+from .topics import TopicPattern
+
+__all__ = [
+    "Broker",
+    "EmitError",
+    "EmitFailures",
+    "Emitted",
+    "Entry",
+    "LogConfig",
+    "Outgoing",
+    "PendingId",
+    "Replay",
+    "Sink",
+    "parse_event_id",
+]
+
+#: At most one log line a second about failed emits.
+_LOG_INTERVAL: Final = 1.0
+#: The longest sequence number an id may carry (a 64-bit counter has 19 digits).
+_EVENT_ID: Final = re.compile(r"([0-9]{1,19})-([0-9A-Za-z]{1,32})")
+
+
+class EmitError(ConnectionError):
+    """An emit that could not be confirmed: the broker was unreachable, timed out, or had too
+    many emits waiting.
+
+    The event may or may not have been published. Emit it again with the same ``key`` to have
+    it published exactly once (see :meth:`rxsse.EventBus.emit`).
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An event on its way to a broker: checked, and its data encoded as JSON, by the bus."""
+
+    topic: str
+    data: str  #: the JSON text of the data (see :func:`rxsse.payload.dumps`)
+    type: str | None
+    key: str | None  #: the idempotency key: one event per key, however often it is emitted
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One published event: its sequence number, its topic, and the event (with its id).
+
+    An entry whose ``topic`` is None is a ``reset`` for every topic: the broker's data set
+    lost the events after ``seq`` (see :class:`EventBus`).
+    """
+
+    seq: int
+    topic: str | None
+    event: MessageEvent
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """What a broker's replay log keeps.
+
+    Attributes:
+        history: how many events it keeps per topic.
+        max_age: if set, events older than this many seconds leave it.
+        key_ttl: how many seconds an emit's idempotency key is remembered.
+    """
+
+    history: int = 1000
+    max_age: float | None = None
+    key_ttl: float = 3600.0
+
+
+#: What a broker's replay returns: the entries in order, or None when the resume point is
+#: unknown, lost or older than the log (the subscriber then gets a ``reset`` event).
+Replay: TypeAlias = "list[Entry] | None"
+#: Where a broker hands every entry it delivers, in sequence order.
+Sink: TypeAlias = Callable[[Entry], None]
+#: What ``emit`` returns: the id, or an awaitable of it (a concurrent future when called from
+#: another thread) with a broker that must ask a server for it.
+Emitted: TypeAlias = "str | Awaitable[str] | concurrent.futures.Future[str]"
+#: An id still to come: the future ``emit`` returned.
+PendingId: TypeAlias = "asyncio.Future[str] | concurrent.futures.Future[str]"
+
+
+class Broker(Protocol):
+    """Carries events between ``emit`` and the bus's subscribers, and keeps the replay log."""
+
+    def start(self, sink: Sink, log: LogConfig, metrics: BusMetrics) -> int | Awaitable[int]:
+        """Begin handing every published entry to ``sink``, in sequence order, on the running
+        loop (or synchronously). Return the sequence number of the newest published entry."""
+
+    def publish(self, event: Outgoing) -> Emitted:
+        """Assign the next id to an event and publish it; return the id (or an awaitable).
+        An event whose key was published already is not published again: its id is
+        returned."""
+
+    def replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay | Awaitable[Replay]:
+        """The logged entries of topics matching ``pattern`` after the id ``after``, up to
+        sequence number ``upto``; None if ``after`` is unknown, lost or trimmed."""
+
+    def event_id(self, seq: int) -> str:
+        """The id of sequence number ``seq``."""
+
+    async def close(self) -> None:
+        """Stop delivering and release connections."""
+
+
+def parse_event_id(event_id: str) -> tuple[int, str] | None:
+    """``"<seq>-<epoch>"`` as ``(seq, epoch)``, or None for anything else (any length).
+
+    Example:
+        >>> parse_event_id("42-9f3a")
+        (42, '9f3a')
+        >>> parse_event_id("9" * 5000 + "-9f3a") is None
+        True
+    """
+    match = _EVENT_ID.fullmatch(event_id)
+    if match is None:
+        return None
+    return int(match[1]), match[2]
+
+
+class EmitFailures:
+    """Fails emits and reports them: counted in the bus's metrics, and logged once per burst
+    (at most one line a second), never once per emit.
+
+    A failed future's exception is marked as seen, so fire-and-forget emits do not make
+    asyncio log "Future exception was never retrieved" for each of them; awaiting one still
+    raises.
+    """
+
+    def __init__(self, logger: logging.Logger, metrics: BusMetrics, where: str) -> None:
+        self._logger = logger
+        self._metrics = metrics
+        self._where = where
+        self._last_log = -_LOG_INTERVAL
+        self._unlogged = 0
+
+    def fail(
+        self, futures: Iterable[PendingId], error: EmitError, *, rejected: bool = False
+    ) -> None:
+        """Fail each of ``futures`` with ``error`` (``rejected``: refused without trying)."""
+        count = 0
+        for future in futures:
+            if future.done():
+                continue
+            future.set_exception(error)
+            if isinstance(future, asyncio.Future):
+                future.exception()  # seen: no "never retrieved" log when nobody awaits it
+            count += 1
+        if not count:
+            return
+        if rejected:
+            self._metrics.emits_rejected += count
+        else:
+            self._metrics.emit_failures += count
+        self._unlogged += count
+        now = time.monotonic()
+        if now - self._last_log >= _LOG_INTERVAL:
+            self._logger.warning(
+                "%d emit(s) to %s failed (%s); an emit that failed may or may not have been "
+                "published: emit it again with the same key",
+                self._unlogged,
+                self._where,
+                error,
+            )
+            self._last_log = now
+            self._unlogged = 0

@@ -1,0 +1,250 @@
+"""The bus under real faults: a real redis-server that the tests stop, kill, pause, wipe and roll
+back to an older snapshot. No event is lost silently, no bad event poisons a stream, and a
+failed emit can be retried without creating a duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import uuid
+from typing import Any
+
+import pytest
+import reactivex as rx
+from aiohttp import web
+from redis.asyncio import Redis
+
+import rxsse
+from rxsse import EmitError, EventBus, MessageEvent, controller, post, sse
+from rxsse.redis import RedisBroker
+from rxsse.testing import EventReader
+from tests.conftest import RedisServer, wait_until
+
+
+def orders_app(bus: EventBus) -> web.Application:
+    """The README's Orders example: POST /orders publishes its body (idempotent with an
+    ``Idempotency-Key``), GET /orders/events streams it, resuming from Last-Event-ID."""
+
+    @controller()
+    class Orders:
+        @post("/orders")
+        async def create(self, request: web.Request, body: Any, bus: EventBus) -> dict[str, str]:
+            key = request.headers.get("Idempotency-Key")
+            return {"id": await bus.publish("orders.created", body, key=key)}
+
+        @sse("/orders/events")
+        def events(
+            self, bus: EventBus, last_event_id: str | None = None
+        ) -> rx.Observable[MessageEvent]:
+            return bus.on("orders.*", last_event_id=last_event_id)
+
+    app = web.Application()
+    rxsse.setup(app, Orders(), bus=bus, heartbeat=None)
+    return app
+
+
+def new_bus(kind: str, redis: RedisServer, **broker_options: Any) -> EventBus:
+    if kind == "memory":
+        return EventBus()
+    return EventBus(RedisBroker(redis.url, prefix=uuid.uuid4().hex, **broker_options))
+
+
+async def post_order(client: Any, order: Any, **kwargs: Any) -> tuple[int, Any]:
+    async with client.post("/orders", json=order, **kwargs) as response:
+        return response.status, await response.json()
+
+
+async def post_until_up(client: Any, order: Any, **kwargs: Any) -> str:
+    """POST an order, again while Redis is still coming back (503), with a deadline."""
+    for _ in range(300):
+        status, body = await post_order(client, order, **kwargs)
+        if status == 200:
+            return str(body["id"])
+        assert status == 503, body
+        await asyncio.sleep(0.05)
+    raise AssertionError("Redis did not come back")
+
+
+def numbers(events: list[MessageEvent]) -> list[Any]:
+    """Each event's order number, or "reset"."""
+    return ["reset" if e.type == "reset" else json.loads(e.data)["n"] for e in events]
+
+
+# -- 1, 2: bad events are refused alone, before anything is stored -------------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_what_json_cannot_carry_is_refused_before_anything_is_stored(
+    serve, redis_server, kind
+):
+    bus = new_bus(kind, redis_server)
+    client = await serve(orders_app(bus))
+    stream = EventReader(await client.get("/orders/events"))
+    await wait_until(lambda: bus.live_subscriptions == 1)
+    for body in (b'{"x": NaN}', b'{"x": Infinity}', b"[-Infinity]", b'{"x": "\\ud800"}'):
+        async with client.post("/orders", data=body) as response:
+            assert response.status == 400, body
+            assert "not valid JSON" in (await response.json())["error"]
+    for data in ({"x": float("nan")}, [float("inf")], {"x": "\ud800"}, {"x": object()}):
+        with pytest.raises(ValueError, match="cannot be sent"):
+            bus.emit("orders.created", data)
+    status, body = await post_order(client, {"n": 1})
+    assert status == 200
+    event = await stream.next()
+    assert (event.type, event.id, json.loads(event.data)) == ("message", body["id"], {"n": 1})
+    # A resume from before it all replays the one good event, and the stream lives on.
+    resumed = EventReader(
+        await client.get("/orders/events", headers={"Last-Event-ID": bus.origin_id})
+    )
+    assert numbers(await resumed.take(1)) == [1]
+    await post_order(client, {"n": 2})
+    assert numbers(await resumed.take(1)) == [2]
+
+
+async def test_an_entry_no_process_can_read_is_a_reset_not_a_poisoned_stream(serve, redis_server):
+    prefix = uuid.uuid4().hex
+    bus = EventBus(RedisBroker(redis_server.url, prefix=prefix))
+    client = await serve(orders_app(bus))
+    stream = EventReader(await client.get("/orders/events"))
+    await wait_until(lambda: bus.live_subscriptions == 1)
+    _, first = await post_order(client, {"n": 1})
+    # Another writer (an older version, a script) appends an entry that is not JSON.
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    epoch = await redis.get(f"{{{prefix}}}:epoch")
+    seq = await redis.incr(f"{{{prefix}}}:seq")
+    fields = {"t": "orders.created", "d": "NaN", "y": "", "e": epoch}
+    await redis.xadd(f"{{{prefix}}}:t:orders.created", {**fields, "ts": "0"}, id=f"{seq}-0")
+    await redis.xadd(f"{{{prefix}}}:all", fields, id=f"{seq}-0")
+    await redis.aclose()
+    await post_order(client, {"n": 3})
+    live = await stream.take(3)
+    assert numbers(live) == [1, "reset", 3]
+    assert live[1].id == f"{seq}-{epoch}"
+    resumed = await client.get("/orders/events", headers={"Last-Event-ID": first["id"]})
+    assert numbers(await EventReader(resumed).take(2)) == ["reset", 3]
+
+
+async def test_one_bad_emit_in_a_round_trip_fails_alone(serve, redis_server):
+    bus = new_bus("redis", redis_server)
+    client = await serve(orders_app(bus))
+    stream = EventReader(await client.get("/orders/events"))
+    await wait_until(lambda: bus.live_subscriptions == 1)
+
+    async def send(n: int) -> int:
+        body = b'{"n": "\\ud800"}' if n == 25 else b'{"n": %d}' % n
+        async with client.post("/orders", data=body) as response:
+            return response.status
+
+    statuses = await asyncio.gather(*(send(n) for n in range(50)))
+    assert statuses[25] == 400
+    assert statuses[:25] + statuses[26:] == [200] * 49
+    received = await stream.take(49)
+    assert sorted(numbers(received)) == [n for n in range(50) if n != 25]
+
+
+# -- 3: a data set that goes back in time is announced, never skipped ----------------------------
+
+
+async def test_a_resume_into_a_redis_that_came_back_empty_is_a_reset(serve, own_redis_server):
+    bus = EventBus(RedisBroker(own_redis_server.url, block_ms=100, emit_timeout=1))
+    client = await serve(orders_app(bus))
+    seen = [await post_until_up(client, {"n": n}) for n in range(10)]
+    own_redis_server.wipe()
+    own_redis_server.start()
+    for n in range(100, 130):  # a new data set: its counter starts again at 1
+        await post_until_up(client, {"n": n})
+    resumed = EventReader(await client.get("/orders/events", headers={"Last-Event-ID": seen[-1]}))
+    await post_until_up(client, {"n": 200})
+    events = [await resumed.next()]
+    while numbers(events)[-1] != 200:
+        events.append(await resumed.next())
+    # Not events 11..30 of the new data set as if they came after 10: a reset first (the
+    # reader's own reset may follow), then whatever comes after the last reset's id.
+    assert events[0].type == "reset"
+    last = max(i for i, event in enumerate(events) if event.type == "reset")
+    after = [int(str(event.id).split("-")[0]) for event in events[last:]]
+    assert after == list(range(after[0], after[0] + len(after)))
+
+
+async def test_connected_subscribers_get_a_reset_when_redis_rolls_back(serve, own_redis_server):
+    """SAVE, 300 more acknowledged events, kill -9, restart from the snapshot: the 20
+    connected subscribers had those 300; the next events reuse no id of theirs, and a reset
+    tells them where the data set they knew ends."""
+    bus = EventBus(RedisBroker(own_redis_server.url, block_ms=100, emit_timeout=1))
+    client = await serve(orders_app(bus))
+    readers = [EventReader(await client.get("/orders/events")) for _ in range(20)]
+    await wait_until(lambda: bus.live_subscriptions == 20)
+    ids = [await bus.publish("orders.created", {"n": n}) for n in range(100)]
+    own_redis_server.save()
+    ids += [await bus.publish("orders.created", {"n": n}) for n in range(100, 400)]
+    for reader in readers:
+        assert numbers(await reader.take(400)) == list(range(400))
+    own_redis_server.kill()
+    own_redis_server.start(from_snapshot=True)
+    later = [await post_until_up(client, {"n": n}) for n in range(400, 450)]
+    assert not set(later) & set(ids)  # no id names two events
+    for reader in readers:
+        events = await reader.take(51)
+        assert numbers(events) == ["reset", *range(400, 450)]
+        assert events[0].id == ids[99]  # the last event the snapshot kept
+    # A client that saw the lost events and resumes is told too.
+    resumed = await client.get("/orders/events", headers={"Last-Event-ID": ids[-1]})
+    assert numbers(await EventReader(resumed).take(1)) == ["reset"]
+    # One that resumes from the reset's id misses nothing of the new data set.
+    resumed = await client.get("/orders/events", headers={"Last-Event-ID": ids[99]})
+    assert numbers(await EventReader(resumed).take(50)) == list(range(400, 450))
+
+
+# -- 5, 6: a stalled Redis: bounded waits, bounded memory, retries that do not duplicate --------
+
+
+async def test_an_emit_retried_after_redis_stalled_is_delivered_once(serve, own_redis_server):
+    bus = EventBus(RedisBroker(own_redis_server.url, emit_timeout=1))
+    client = await serve(orders_app(bus))
+    stream = EventReader(await client.get("/orders/events"))
+    await wait_until(lambda: bus.live_subscriptions == 1)
+    own_redis_server.pause()
+    try:
+        status, body = await post_order(client, {"n": 1}, headers={"Idempotency-Key": "order-1"})
+    finally:
+        own_redis_server.resume()
+    assert status == 503
+    assert "may or may not have been published" in body["error"]
+    # Redis runs the emit it had received before it froze: the event is out.
+    (published,) = await stream.take(1)
+    assert numbers([published]) == [1]
+    status, retried = await post_order(client, {"n": 1}, headers={"Idempotency-Key": "order-1"})
+    assert (status, retried["id"]) == (200, published.id)  # the first one's id: not again
+    status, _ = await post_order(client, {"n": 2}, headers={"Idempotency-Key": "order-2"})
+    assert numbers(await stream.take(1)) == [2]  # not a second 1
+    assert bus.metrics.emit_failures == 1
+
+
+async def test_emits_waiting_for_a_frozen_redis_are_bounded_and_fail_fast(own_redis_server, caplog):
+    caplog.set_level(logging.WARNING)
+    bus = EventBus(RedisBroker(own_redis_server.url, max_pending=1000, emit_timeout=1))
+    await bus.start()
+    try:
+        own_redis_server.pause()
+        emitted = [bus.emit("t", n) for n in range(5000)]  # fire and forget
+        refused = [f for f in emitted if f.done()]  # type: ignore[union-attr]
+        assert len(refused) == 4000  # at once: no more than 1,000 wait
+        assert all(isinstance(f.exception(), EmitError) for f in refused)  # type: ignore[union-attr]
+        await wait_until(lambda: all(f.done() for f in emitted), timeout=10)  # type: ignore[union-attr]
+        assert bus.metrics.emits_rejected == 4000
+        assert bus.metrics.emit_failures == 1000
+        own_redis_server.resume()
+        await wait_until(lambda: bus.metrics.emitted == 0 and own_redis_server.ping())
+        assert await bus.publish("t", "after") is not None
+    finally:
+        own_redis_server.resume()
+        await bus.close()
+    emitted.clear()
+    refused.clear()
+    gc.collect()
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "never retrieved" in m]
+    failures = [m for m in messages if "emit(s) to Redis" in m]
+    assert 1 <= len(failures) <= 3, failures  # a line per burst, not one per emit
