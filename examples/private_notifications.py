@@ -34,7 +34,9 @@ async def bearer_auth(request: web.Request) -> None:
     """The guard: 401 without a valid token; otherwise the user is ``request[USER]``."""
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.startswith("Bearer ") else request.query.get("access_token", "")
-    user = next((u for t, u in TOKENS.items() if hmac.compare_digest(t, token)), None)
+    # compare_digest takes str only when it is ASCII: compare bytes, whatever the client sent.
+    given = token.encode("utf-8", "backslashreplace")
+    user = next((u for t, u in TOKENS.items() if hmac.compare_digest(t.encode(), given)), None)
     if user is None:
         raise rxsse.json_error(
             401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}

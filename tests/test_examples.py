@@ -66,6 +66,10 @@ async def test_custom_events_answer_204_when_everything_was_sent(serve):
     [
         ("tz=Mars/Olympus", {}, "tz"),
         ("tz=../../etc/passwd", {}, "tz"),
+        ("tz=" + "A" * 4000, {}, "tz"),  # a name too long for the file system
+        ("tz=" + "A/" * 300 + "A", {}, "tz"),
+        ("tz=__pycache__", {}, "tz"),  # a directory of the tzdata package
+        ("tz=%00", {}, "tz"),
         ("period=-1", {}, "period"),
         ("limit=0", {}, "limit"),
         ("limit=many", {}, "limit"),

@@ -37,6 +37,19 @@ async def test_unauthenticated_is_401_and_subscribes_nothing(private, headers):
     assert bus.live_subscriptions == 0
 
 
+@pytest.mark.parametrize(
+    "query", ["access_token=t%C3%B6ken-ann", "access_token=%F0%9F%94%91", "access_token=%ED%A0%80"]
+)
+async def test_a_token_that_is_not_ascii_is_401_not_500(private, query):
+    client, bus = private
+    async with client.get(f"/me/notifications?{query}") as resp:
+        assert resp.status == 401
+        assert "error" in await resp.json()
+    async with client.post(f"/notify?{query}", json={"to": "bob"}) as resp:
+        assert resp.status == 401
+    assert bus.live_subscriptions == 0
+
+
 async def test_user_a_never_receives_user_bs_events(private):
     client, bus = private
     ann = await client.get("/me/notifications", headers=ANN)
