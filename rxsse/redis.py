@@ -65,6 +65,8 @@ __all__ = ["RedisBroker"]
 logger = logging.getLogger(__name__)
 
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+# At most this many emits in one round trip: a long queue is sent in parts, in order.
+_BATCH: Final = 1000
 _Pending = tuple[Outgoing, PendingId]
 
 
@@ -196,15 +198,15 @@ class RedisBroker:
         self._outbox_ready.set()
 
     async def _publish_loop(self) -> None:
-        """Send queued emits in order, each batch in one round trip, after a fence."""
+        """Send queued emits in order, up to :data:`_BATCH` in one round trip, after a fence."""
         assert self._client is not None
         keys = self._keys
         while True:
-            await self._outbox_ready.wait()
-            self._outbox_ready.clear()
-            batch, self._outbox = self._outbox, []
-            if not batch:
+            if not self._outbox:
+                await self._outbox_ready.wait()
+                self._outbox_ready.clear()
                 continue
+            batch, self._outbox = self._outbox[:_BATCH], self._outbox[_BATCH:]
             now_ms = str(int(time.time() * 1000))
             slack = max(1, self._log.history // 10)
             key_ttl = str(int(self._log.key_ttl * 1000))
@@ -236,6 +238,10 @@ class RedisBroker:
             try:
                 _, *results = await pipe.execute(raise_on_error=False)
             except Exception as exc:
+                # Redis did not answer: what waits behind this round trip has waited as long,
+                # and fails with it rather than wait its own turn.
+                batch += self._outbox
+                self._outbox = []
                 self._failures.fail((f for _, f in batch), EmitError(f"Redis: {exc}"))
                 if self._closing:
                     return
