@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import re
 import time
@@ -37,6 +38,7 @@ __all__ = [
     "Replay",
     "Sink",
     "parse_event_id",
+    "resolve",
 ]
 
 #: At most one log line a second about failed emits.
@@ -142,9 +144,17 @@ def parse_event_id(event_id: str) -> tuple[int, str] | None:
     return int(match[1]), match[2]
 
 
+def resolve(future: PendingId, event_id: str) -> None:
+    """Give an emit its id, unless it was cancelled meanwhile (a thread gave up waiting)."""
+    # (cancelled from another thread between done() and set_result: nothing to give)
+    with contextlib.suppress(asyncio.InvalidStateError, concurrent.futures.InvalidStateError):
+        if not future.done():
+            future.set_result(event_id)
+
+
 class EmitFailures:
     """Fails emits and reports them: counted in the bus's metrics, and logged once per burst
-    (at most one line a second), never once per emit.
+    (at most one line a second, the last failures of a burst included), never once per emit.
 
     A failed future's exception is marked as seen, so fire-and-forget emits do not make
     asyncio log "Future exception was never retrieved" for each of them; awaiting one still
@@ -157,16 +167,22 @@ class EmitFailures:
         self._where = where
         self._last_log = -_LOG_INTERVAL
         self._unlogged = 0
+        self._last_error: EmitError | None = None
+        self._pending_log: asyncio.TimerHandle | None = None
 
     def fail(
         self, futures: Iterable[PendingId], error: EmitError, *, rejected: bool = False
     ) -> None:
-        """Fail each of ``futures`` with ``error`` (``rejected``: refused without trying)."""
+        """Fail each of ``futures`` with ``error`` (``rejected``: refused without trying).
+        Call on the event loop."""
         count = 0
         for future in futures:
             if future.done():
                 continue
-            future.set_exception(error)
+            try:
+                future.set_exception(error)
+            except (asyncio.InvalidStateError, concurrent.futures.InvalidStateError):
+                continue  # cancelled meanwhile
             if isinstance(future, asyncio.Future):
                 future.exception()  # seen: no "never retrieved" log when nobody awaits it
             count += 1
@@ -177,14 +193,23 @@ class EmitFailures:
         else:
             self._metrics.emit_failures += count
         self._unlogged += count
-        now = time.monotonic()
-        if now - self._last_log >= _LOG_INTERVAL:
-            self._logger.warning(
-                "%d emit(s) to %s failed (%s); an emit that failed may or may not have been "
-                "published: emit it again with the same key",
-                self._unlogged,
-                self._where,
-                error,
-            )
-            self._last_log = now
-            self._unlogged = 0
+        self._last_error = error
+        wait = self._last_log + _LOG_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self._log()
+        elif self._pending_log is None:  # the rest of this burst is logged when it is over
+            self._pending_log = asyncio.get_running_loop().call_later(wait, self._log)
+
+    def _log(self) -> None:
+        self._pending_log = None
+        if not self._unlogged:
+            return
+        self._logger.warning(
+            "%d emit(s) to %s failed (%s); an emit that failed may or may not have been "
+            "published: emit it again with the same key",
+            self._unlogged,
+            self._where,
+            self._last_error,
+        )
+        self._last_log = time.monotonic()
+        self._unlogged = 0

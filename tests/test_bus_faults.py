@@ -205,6 +205,8 @@ async def test_an_emit_retried_after_redis_stalled_is_delivered_once(serve, own_
     client = await serve(orders_app(bus))
     stream = EventReader(await client.get("/orders/events"))
     await wait_until(lambda: bus.live_subscriptions == 1)
+    assert (await post_order(client, {"n": 0}))[0] == 200
+    assert numbers(await stream.take(1)) == [0]
     own_redis_server.pause()
     try:
         status, body = await post_order(client, {"n": 1}, headers={"Idempotency-Key": "order-1"})
@@ -248,3 +250,126 @@ async def test_emits_waiting_for_a_frozen_redis_are_bounded_and_fail_fast(own_re
     assert not [m for m in messages if "never retrieved" in m]
     failures = [m for m in messages if "emit(s) to Redis" in m]
     assert 1 <= len(failures) <= 3, failures  # a line per burst, not one per emit
+
+
+# -- several processes, several restarts ----------------------------------------------------------
+
+
+async def test_a_rollback_is_announced_whichever_process_writes_first(own_redis_server):
+    """Process 1 serves a subscriber that saw 100 events; Redis comes back from a snapshot of
+    90; a process that started after the restart, and so saw none of them, writes first. The
+    subscriber still gets a reset at 90, then the new events: the new 91..100 are not taken
+    for the ones it had."""
+    url = own_redis_server.url
+    serving = EventBus(RedisBroker(url, block_ms=100, emit_timeout=1))
+    await serving.start()
+    events: list[MessageEvent] = []
+    subscription = serving.on("t").subscribe(events.append)
+    ids = [await serving.publish("t", {"n": n}) for n in range(90)]
+    own_redis_server.save()
+    ids += [await serving.publish("t", {"n": n}) for n in range(90, 100)]
+    await wait_until(lambda: len(events) == 100)
+    own_redis_server.kill()
+    own_redis_server.start(from_snapshot=True)
+    newcomer = EventBus(RedisBroker(url, emit_timeout=1))
+    await newcomer.start()
+    try:
+        later = [await newcomer.publish("t", {"n": n}) for n in range(100, 120)]
+        await wait_until(lambda: len(events) == 121)
+        assert [e.type if e.type == "reset" else e.data["n"] for e in events] == [
+            *range(100), "reset", *range(100, 120),
+        ]  # fmt: skip
+        assert events[100].id == ids[89]  # the last event the snapshot kept
+        assert not set(later) & set(ids)
+    finally:
+        subscription.dispose()
+        await newcomer.close()
+        await serving.close()
+
+
+async def test_only_a_restart_of_redis_begins_an_epoch(own_redis_server):
+    """Fences run before every round trip of emits and on every reconnect of every reader;
+    only the first after each start of the server begins an epoch (no storm of them)."""
+    url = own_redis_server.url
+    buses = [EventBus(RedisBroker(url, block_ms=50, emit_timeout=1)) for _ in range(3)]
+    for bus in buses:
+        await bus.start()
+    try:
+        for restart in range(3):
+            for n, bus in enumerate(buses):
+                await bus.publish("t", n)
+            own_redis_server.stop()  # a clean restart: nothing is lost
+            own_redis_server.start()
+            for bus in buses:  # each one's first round trip after the restart
+                while True:
+                    try:
+                        await bus.publish("t", "again")
+                        break
+                    except EmitError:
+                        await asyncio.sleep(0.05)
+            # One epoch for the first start, and one for each restart.
+            assert own_redis_server.command("LLEN", "{rxsse}:epochs") == b":%d" % (restart + 2)
+    finally:
+        for bus in buses:
+            await bus.close()
+
+
+async def test_subscribing_before_the_bus_started_leaves_nothing_running(own_redis_server):
+    bus = EventBus(RedisBroker(own_redis_server.url, emit_timeout=1))
+    for _ in range(3):
+        errors: list[Exception] = []
+        bus.on("t").subscribe(on_error=errors.append)
+        assert "start" in str(errors[0])
+    await bus.start()
+    try:
+        events: list[MessageEvent] = []
+        subscription = bus.on("t").subscribe(events.append)
+        for n in range(3):
+            await bus.publish("t", n)
+        await wait_until(lambda: len(events) >= 3)
+        assert [e.data for e in events] == [0, 1, 2]  # once each: no second reader
+        assert own_redis_server.command("CLIENT", "LIST").count(b"\n") <= 3
+        subscription.dispose()
+    finally:
+        await bus.close()
+
+
+async def test_an_emit_cancelled_by_its_thread_does_not_stop_the_others(own_redis_server):
+    bus = EventBus(RedisBroker(own_redis_server.url, emit_timeout=2))
+    await bus.start()
+    try:
+        own_redis_server.pause()
+        future = await asyncio.to_thread(bus.emit, "t", "given up")
+        assert future.cancel()  # type: ignore[union-attr]  # a thread stops waiting
+        own_redis_server.resume()
+        assert await bus.publish("t", "after") is not None
+    finally:
+        own_redis_server.resume()
+        await bus.close()
+
+
+async def test_clients_moving_between_processes_see_each_event_once(redis_server):
+    """Events are emitted through one process; clients resume on another, from ids the first
+    one just handed out (often past what the second one's reader has delivered yet)."""
+    prefix = uuid.uuid4().hex
+    emitting = EventBus(RedisBroker(redis_server.url, prefix=prefix))
+    serving = EventBus(RedisBroker(redis_server.url, prefix=prefix))
+    await emitting.start()
+    await serving.start()
+    try:
+        ids: list[str] = []
+        watchers: list[tuple[int, list[MessageEvent], Any]] = []
+        for n in range(300):
+            ids.append(await emitting.publish("t", n))
+            if n % 10 == 5:
+                events: list[MessageEvent] = []
+                subscription = serving.on("t", last_event_id=ids[-1]).subscribe(events.append)
+                watchers.append((n, events, subscription))
+        for n, events, subscription in watchers:
+            expected = list(range(n + 1, 300))
+            await wait_until(lambda e=events, x=expected: len(e) >= len(x))
+            assert [e.data for e in events] == expected, f"resumed after {n}"
+            subscription.dispose()
+    finally:
+        await emitting.close()
+        await serving.close()

@@ -266,6 +266,7 @@ async def test_redis_faults_and_random_cuts_never_make_a_silent_gap(serve, own_r
         await proxy.close()
     assert proxy.cuts >= 20, f"only {proxy.cuts} cuts: the chaos did not happen"
     assert len(run.acked) == EVENTS
+    assert len(set(run.acked.values())) == EVENTS, "an id was given to two events"
     resets = check_no_silent_gap(received, run.first_loss_at)
     assert resets <= 4, f"{resets} resets for two losses"
     await wait_until(lambda: live.live == 0)
