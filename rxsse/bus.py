@@ -33,7 +33,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
 from . import payload
-from .broker import Broker, Emitted, Entry, LogConfig, Outgoing, Replay
+from .broker import Broker, Emitted, Entry, LogConfig, Outgoing, Replay, parse_event_id
 from .event import MessageEvent
 from .memory import MemoryBroker
 from .metrics import BusMetrics
@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 #: How long a resume keeps retrying a broker it cannot reach before the stream fails.
 REPLAY_PATIENCE: Final = 30.0
 _MAX_KEY_LENGTH: Final = 256
+_MAX_KEY_TTL: Final = 10 * 365 * 24 * 3600  # ten years: far within what Redis's PX takes
 
 
 class EventBus:
@@ -79,6 +80,8 @@ class EventBus:
         for name, value in (("max_age", max_age), ("key_ttl", key_ttl)):
             if value is not None and not _positive(value):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        if not 0.001 <= key_ttl <= _MAX_KEY_TTL:
+            raise ValueError(f"key_ttl must be between 0.001 and {_MAX_KEY_TTL:,} seconds")
         self.broker: Broker = broker if broker is not None else MemoryBroker()
         self.history = history
         self.max_age = max_age
@@ -264,7 +267,7 @@ class EventBus:
         ) -> abc.DisposableBase:
             if not self._started:
                 self._start_now()
-            subscriber = _Subscriber(observer, self.metrics, replaying=last_event_id is not None)
+            subscriber = _Subscriber(observer, self.metrics, resume_from=last_event_id)
             channel = self._join(pattern, subscriber)
             replay_task: asyncio.Task[None] | None = None
             if last_event_id is not None:
@@ -395,35 +398,47 @@ async def _finish_later(
 
 
 class _Subscriber:
-    """One ``on()`` subscription: buffers live entries while its replay is out."""
+    """One ``on()`` subscription: buffers live entries while its replay is out, and skips
+    those the client already has (it may resume from a point past this process's watermark,
+    when it comes from a process whose reader was ahead)."""
 
-    __slots__ = ("buffer", "metrics", "observer", "replaying")
+    __slots__ = ("buffer", "metrics", "observer", "replaying", "seen")
 
     def __init__(
-        self, observer: abc.ObserverBase[MessageEvent], metrics: BusMetrics, *, replaying: bool
+        self,
+        observer: abc.ObserverBase[MessageEvent],
+        metrics: BusMetrics,
+        *,
+        resume_from: str | None,
     ) -> None:
         self.observer = observer
         self.metrics = metrics
-        self.replaying = replaying
+        self.replaying = resume_from is not None
+        point = parse_event_id(resume_from) if resume_from is not None else None
+        self.seen = point[0] if point is not None else 0  # entries up to it: the client has them
         self.buffer: list[Entry] = []
 
     def push(self, entry: Entry) -> None:
         if self.replaying:
             self.buffer.append(entry)
-        else:
+        elif entry.topic is None:  # a reset: what follows it is new, whatever its number
+            self.seen = entry.seq
+            self.observer.on_next(entry.event)
+        elif entry.seq > self.seen:
             self.observer.on_next(entry.event)
 
     def finish_replay(self, entries: Replay, reset: MessageEvent) -> None:
-        if entries is None:
+        if entries is None:  # the client's point is not in the log: its number means nothing
+            self.seen = 0
             self.metrics.resets += 1
             self.observer.on_next(reset)
         else:
             for entry in entries:
                 self.observer.on_next(entry.event)
-        for entry in self.buffer:
-            self.observer.on_next(entry.event)
-        self.buffer = []
         self.replaying = False
+        buffer, self.buffer = self.buffer, []
+        for entry in buffer:
+            self.push(entry)
 
 
 class _Channel:

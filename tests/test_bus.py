@@ -16,6 +16,7 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 import rxsse
+import rxsse.broker
 from rxsse import EventBus, MessageEvent
 from rxsse.redis import RedisBroker
 from tests.conftest import FrameReader, RedisServer, wait_until
@@ -408,3 +409,43 @@ async def test_the_bus_counters_are_served_with_the_stream_counters(serve):
     assert "rxsse_bus_emitted 1\n" in text
     assert "rxsse_bus_resets 1\n" in text
     assert "rxsse_open_streams 1\n" in text
+
+
+class BehindBroker:
+    """A broker whose reader is behind: the client resumes from an id this process has not
+    delivered yet (it comes from a process whose reader was ahead). A Broker of the test's
+    own, as the contract in rxsse.broker describes it, so the bus's side can be pinned down."""
+
+    def __init__(self) -> None:
+        self.sink: Any = None
+
+    def start(self, sink: Any, log: Any, metrics: Any) -> int:
+        self.sink = sink
+        return 10  # this process has delivered up to 10
+
+    def publish(self, event: Any) -> str:
+        raise NotImplementedError
+
+    def replay(self, pattern: Any, after: str, upto: int) -> list[Any]:
+        return []  # nothing between the client's 15 and this process's 10
+
+    def event_id(self, seq: int) -> str:
+        return f"{seq}-e"
+
+    def deliver(self, seq: int) -> None:
+        self.sink(rxsse.broker.Entry(seq, "t", MessageEvent(seq, id=f"{seq}-e")))
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_live_events_a_resumed_client_already_has_are_not_sent_again():
+    broker = BehindBroker()
+    bus = EventBus(broker)  # type: ignore[arg-type]
+    await bus.start()
+    events, subscription = collect(bus, "t", last_event_id="15-e")
+    for seq in range(11, 21):  # the reader catches up: 11..15 the client has, 16..20 it lacks
+        broker.deliver(seq)
+    await wait_until(lambda: len(events) >= 5)
+    assert [e.data for e in events] == [16, 17, 18, 19, 20]
+    subscription.dispose()
