@@ -55,6 +55,7 @@ class _Keys:
 
     def add(self, key: str, event_id: str, now: float) -> None:
         ids = self._ids
+        ids.pop(key, None)  # a key seen again (after it expired) is the newest
         ids[key] = (event_id, now + self.ttl)
         while ids and (len(ids) > MAX_KEYS or next(iter(ids.values()))[1] <= now):
             ids.popitem(last=False)

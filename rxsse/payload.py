@@ -4,7 +4,8 @@ Every frame, every broker and every JSON request body goes through these two fun
 what one path accepts the others can carry. What a browser cannot read is refused here, once,
 with a :class:`ValueError` that says why:
 
-- values JSON cannot represent: NaN and infinity (``JSON.parse`` refuses them);
+- values JSON cannot represent: NaN and infinity, also as a number too large for a float
+  (``1e999``); ``JSON.parse`` cannot give them back;
 - objects the ``json`` module cannot serialise;
 - text that UTF-8 cannot carry (a lone surrogate such as ``"\\ud800"``);
 - nesting deeper than the interpreter's recursion limit.
@@ -20,8 +21,9 @@ __all__ = ["dumps", "loads"]
 
 # Compact UTF-8 JSON, made once: json.dumps with options builds an encoder on every call.
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-# A \uD800-\uDFFF escape: the only way JSON text can spell a lone surrogate.
-_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89abcdefABCDEF]")
+# What JSON text must hold to parse into something dumps() refuses: a \uD800-\uDFFF escape
+# (the only way to spell a lone surrogate), or an exponent of three digits (1e999 is infinity).
+_SUSPECT: Final = re.compile(r"\\u[dD][89abcdefABCDEF]|[eE][+-]?[0-9]{3}")
 
 
 def dumps(data: Any) -> str:
@@ -65,8 +67,8 @@ def loads(text: str | bytes) -> Any:
         value = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise ValueError("the JSON is nested too deeply") from None
-    if _SURROGATE_ESCAPE.search(text) is not None:
-        dumps(value)  # valid pairs pass; a lone surrogate is refused
+    if _SUSPECT.search(text) is not None:
+        dumps(value)  # valid pairs and finite numbers pass; the rest is refused
     return value
 
 

@@ -71,7 +71,11 @@ class _Scheduled(abc.DisposableBase):
         action, state = self.action, self.state
         self.action = self.state = None
         if not self.disposed:
-            self.result = self.scheduler.invoke_action(action, state)
+            result = self.scheduler.invoke_action(action, state)
+            if self.disposed:  # the action disposed of this very item: its result goes too
+                result.dispose()
+            else:
+                self.result = result
 
     def dispose(self) -> None:
         self.disposed = True
@@ -105,11 +109,12 @@ class _Periodic(abc.DisposableBase):
         if action is None:
             return
         try:
-            self.state = action(self.state)
+            state = action(self.state)
         except Exception:
             self.dispose()
             raise
         if self.action is not None:  # not disposed by the action itself
+            self.state = state
             self.due = max(self.due + self.period, self.loop.time())
             self.handle = self.loop.call_at(self.due, self.run)
 

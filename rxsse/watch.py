@@ -85,8 +85,8 @@ def detect_dead_peer(
             number = getattr(socket, name, None)
             if number is not None:
                 options.append((socket.IPPROTO_TCP, number, value))
-    try:
-        for level, option, value in options:
+    for level, option, value in options:
+        try:
             sock.setsockopt(level, option, value)
-    except OSError as exc:  # not a TCP socket after all: nothing to tune
-        logger.debug("cannot set TCP options on a stream's socket: %s", exc)
+        except OSError as exc:  # an option this system (or socket) does not have
+            logger.debug("cannot set TCP option %s on a stream's socket: %s", option, exc)

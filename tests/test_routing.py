@@ -318,8 +318,12 @@ async def test_invalid_json_body_is_400(client):
         b'{"x": "\\ud800"}',  # a lone surrogate: no event can carry it
         b"[" * 200_000 + b"]" * 200_000,  # deeper than the parser can go
         b"1" * 5000,  # past int()'s digit limit
+        b'{"x": 1e999}',  # too large for a float: infinity
     ],
-    ids=["nan", "infinity", "minus-infinity", "lone-surrogate", "200000-deep", "5000-digits"],
+    ids=[
+        *("nan", "infinity", "minus-infinity", "lone-surrogate", "200000-deep"),
+        *("5000-digits", "1e999"),
+    ],
 )
 async def test_a_json_body_the_bus_cannot_carry_is_400(client, data):
     body = await error_body(client, "/api/echo", 400, method="POST", data=data)
