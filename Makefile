@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench cluster clean
+.PHONY: demo test test-redis-oldest lint typecheck bench cluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,20 @@ typecheck: $(STAMP)
 test: lint typecheck  ## ruff, mypy --strict, then the test suite
 	$(BIN)/python -m pytest
 
+# The Redis tests again with the oldest redis-py that pyproject.toml allows.
+OLDEST_REDIS := 5.0.8
+OLD_VENV := .venv-redis-$(OLDEST_REDIS)
+OLD_STAMP := $(OLD_VENV)/.installed
+
+$(OLD_STAMP): pyproject.toml
+	test -x $(OLD_VENV)/bin/python || $(PYTHON) -m venv $(OLD_VENV)
+	$(OLD_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OLD_VENV)/bin/python -m pip install --quiet -e '.[test]' 'redis[hiredis]==$(OLDEST_REDIS)'
+	touch $(OLD_STAMP)
+
+test-redis-oldest: $(OLD_STAMP)  ## the Redis tests with redis-py $(OLDEST_REDIS)
+	$(OLD_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_bus.py tests/test_bus_faults.py tests/test_chaos.py
+
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)
@@ -36,7 +50,7 @@ bench: $(BENCH_STAMP)  ## rxsse beside raw aiohttp, aiohttp-sse and sse-starlett
 	$(BIN)/python -m bench.fanout
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(OLD_VENV) .mypy_cache .ruff_cache .pytest_cache
 
 cluster: $(STAMP)  ## Two demo apps (ports 8081, 8082) sharing one redis-server
 	$(BIN)/python -m examples.cluster
