@@ -17,7 +17,7 @@ from typing import Any
 
 from . import payload
 
-__all__ = ["MessageEvent", "encode_comment"]
+__all__ = ["MessageEvent", "comment_line"]
 
 
 def _split_lines(text: str) -> list[str]:
@@ -27,16 +27,19 @@ def _split_lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def encode_comment(text: str) -> bytes:
-    """Encode ``text`` as a standalone comment frame (``: text``), one line per line of text.
+def comment_line(text: str) -> bytes:
+    """``text`` as comment lines (``: text``) with no blank line after them.
 
-    Comments carry nothing to the application; servers use them as heartbeats.
+    Every client reads them as nothing: with no blank line there is no event to dispatch,
+    even for a client that dispatches an empty one once it has seen an id (httpx-sse does).
+    A comment line between two frames keeps a connection (and the proxies on its way) busy:
+    servers use them as heartbeats.
 
     Example:
-        >>> encode_comment("ping")
-        b': ping\\n\\n'
+        >>> comment_line("ping")
+        b': ping\\n'
     """
-    return "".join(f": {line}\n" for line in _split_lines(text)).encode() + b"\n"
+    return "".join(f": {line}\n" for line in _split_lines(text)).encode()
 
 
 class MessageEvent:

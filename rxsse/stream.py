@@ -8,7 +8,6 @@ subscription exactly once when the client goes away or the server shuts down.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from collections.abc import AsyncIterable, Mapping
@@ -18,7 +17,15 @@ from aiohttp import web
 from reactivex import Observable, abc
 
 from .errors import json_error
-from .event import MessageEvent, encode_comment
+from .event import MessageEvent, comment_line
+from .failures import (
+    DEFAULT_ERROR_EVENT,
+    DEFAULT_ERROR_RETRY,
+    DEFAULT_MAX_FAILURES,
+    FailurePolicy,
+    failure_event,
+    resume_of,
+)
 from .limits import (
     DEFAULT_BUFFER_BYTES,
     DEFAULT_BUFFER_FRAMES,
@@ -55,7 +62,11 @@ SSE_HEADERS: Final[Mapping[str, str]] = {
     "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
 }
 
-_HEARTBEAT_FRAME: Final = encode_comment("ping")
+# Comment lines with no blank line after them: every client reads them as nothing.
+_HEARTBEAT_FRAME: Final = comment_line("ping")
+# Written with the headers: a proxy that holds the headers until the first body byte (nginx
+# over HTTP/2) passes them on at once, so an idle stream opens at once.
+_OPENING_FRAME: Final = comment_line("open")
 # A timer may fire this early (the loop's clock resolution): still on time.
 _TIMER_SLACK: Final = 0.001
 
@@ -95,6 +106,9 @@ async def stream(
     send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
     max_lifetime: float | None = None,
     lifetime_jitter: float = DEFAULT_LIFETIME_JITTER,
+    error_event: str = DEFAULT_ERROR_EVENT,
+    error_retry: float = DEFAULT_ERROR_RETRY,
+    max_failures: int | None = DEFAULT_MAX_FAILURES,
 ) -> web.StreamResponse:
     """Serve ``source`` as a ``text/event-stream`` response and return it once the stream ends.
 
@@ -126,6 +140,12 @@ async def stream(
             new server processes (``None``: no limit).
         lifetime_jitter: each stream's lifetime is ``max_lifetime`` less a random share of up
             to this fraction, so streams opened together do not all reconnect together.
+        error_event: the event type of the failure of a stream that had started (see
+            :mod:`rxsse.failures`); not ``error``, which a browser hands to ``onerror``.
+        error_retry: seconds a client waits before it reconnects after a failure, doubled
+            for each failure in a row (up to a minute).
+        max_failures: failures in a row after which a reconnect is answered 204, which stops
+            a browser (``None``: never).
 
     Raises:
         web.HTTPException: when ``source`` fails before the stream has started (its own
@@ -141,9 +161,12 @@ async def stream(
         max_lifetime=max_lifetime,
         lifetime_jitter=lifetime_jitter,
     )
+    policy = FailurePolicy(error_event, error_retry, max_failures)
+    if policy.gave_up(resume_of(request)):
+        return web.Response(status=204)  # failed too often in a row: the client stops
     observable = source if isinstance(source, Observable) else from_async_iterable(source)
     response = web.StreamResponse(headers={**SSE_HEADERS, **(headers or {})})
-    session = StreamSession(request, response, heartbeat=heartbeat, limits=limits)
+    session = StreamSession(request, response, heartbeat=heartbeat, limits=limits, policy=policy)
     return await session.run(observable)
 
 
@@ -166,12 +189,14 @@ class StreamSession:
         "_heartbeat",
         "_heartbeat_handle",
         "_last_flush",
+        "_last_id",
         "_last_output",
         "_limits",
         "_loop",
         "_metrics",
         "_open",
         "_outbox",
+        "_policy",
         "_queued",
         "_request",
         "_response",
@@ -189,8 +214,11 @@ class StreamSession:
         *,
         heartbeat: float | None,
         limits: StreamLimits | None = None,
+        policy: FailurePolicy | None = None,
     ) -> None:
         self._request = request
+        self._policy = policy or FailurePolicy()
+        self._last_id: str | None = None  # the last event id written: where a failure resumes
         self._limits = limits or StreamLimits()
         self._metrics = request.config_dict.get(METRICS) or StreamMetrics()
         self._response = response
@@ -263,6 +291,8 @@ class StreamSession:
                 self._expiry = self._loop.call_later(lifetime, self._finish, "expired")
             if self._outbox:
                 self._queue_flush()
+            else:
+                write_now(self._response, _OPENING_FRAME)  # a few bytes: never waits
             await self._done
             await self._close_response()
         except asyncio.CancelledError:
@@ -319,6 +349,8 @@ class StreamSession:
         except Exception as exc:  # unencodable data fails the stream, like any Rx error
             self._fail(exc)
             return
+        if event.id is not None:
+            self._last_id = event.id
         outbox = self._outbox
         # Only a frame that arrives while a write already waits for the client is lag.
         if outbox.add(frame, lagging=self._blocked is not None):
@@ -467,7 +499,11 @@ class StreamSession:
                 await self._blocked  # under the send timeout its write armed
             frames = self._outbox.take_all()
             if self._end == "error":
-                frames.append(_error_frame(self._error, self._request))
+                resume = resume_of(self._request)
+                failure = failure_event(
+                    self._error, self._request, self._policy, resume, self._last_id
+                )
+                frames.append(failure.encode())
             if frames:
                 self._metrics.events_sent += len(frames)
                 blocked = self._blocked = write_now(response, b"".join(frames))
@@ -518,17 +554,6 @@ def _http_error(error: BaseException | None) -> web.HTTPException:
         return error
     logger.error("event stream failed before it started", exc_info=error)
     return json_error(500, "internal server error")
-
-
-def _error_frame(error: BaseException | None, request: web.Request) -> bytes:
-    """The last frame of a stream that failed after it started: no internals, just a status."""
-    if isinstance(error, web.HTTPException):
-        status, message = error.status, error.reason
-    else:
-        logger.error("event stream %s failed", request.path, exc_info=error)
-        status, message = 500, "internal server error"
-    body = json.dumps({"status": status, "message": message})
-    return MessageEvent(body, type="error").encode()
 
 
 # The running loop's scheduler, so time-based sources given no scheduler tick on it.

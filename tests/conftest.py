@@ -59,7 +59,9 @@ def parse_frame(raw: bytes) -> Frame:
 
 
 class FrameReader:
-    """Reads whole frames (separated by a blank line) from a streaming client response."""
+    """Reads whole frames (separated by a blank line) from a streaming client response. A
+    comment line at a frame boundary (rxsse's opening line and heartbeats, which have no blank
+    line after them) is a frame of its own."""
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self.response = response
@@ -70,6 +72,11 @@ class FrameReader:
         """The next frame, or None at the end of the stream."""
         async with asyncio.timeout(timeout):
             while True:
+                if self.buffer.startswith(b":") and b"\n" in self.buffer:
+                    line, _, self.buffer = self.buffer.partition(b"\n")
+                    if comments:
+                        return parse_frame(line)
+                    continue
                 head, sep, rest = self.buffer.partition(b"\n\n")
                 if sep:
                     self.buffer = rest
@@ -271,3 +278,35 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+# -- headless Chromium -----------------------------------------------------------------------------
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        missing("Chromium is not installed (Debian packages chromium and chromium-driver)")
+    return path
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
+    executable = chromium_path()
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        missing("the playwright package is not installed (pip install -e '.[test]')")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield browser
+        await browser.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rxsse import MessageEvent
-from rxsse.event import encode_comment
+from rxsse.event import comment_line
 
 
 def test_str_data_is_one_data_line():
@@ -107,7 +107,7 @@ def test_data_cannot_forge_fields_or_events():
 
 def test_multiline_comment_becomes_several_comment_lines():
     assert MessageEvent(comment="a\nb\rc").encode() == b": a\n: b\n: c\n\n"
-    assert encode_comment("x\ny") == b": x\n: y\n\n"
+    assert comment_line("x\ny") == b": x\n: y\n"  # no blank line: no client sees an event
 
 
 def test_encoding_is_cached():

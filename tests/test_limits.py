@@ -137,7 +137,7 @@ async def test_a_stream_past_its_lifetime_ends_its_response_cleanly(serve):
     server = await serve(app)
     async with server.get("/quiet") as resp:
         body = await asyncio.wait_for(resp.read(), timeout=10)  # a cut body would raise
-    assert body == b"id: 1\ndata: hello\n\n"
+    assert body == b": open\nid: 1\ndata: hello\n\n"
     counters = rxsse.metrics(app)
     assert counters.expired == 1 and counters.disconnects == counters.errors == 0
 

@@ -166,8 +166,15 @@ async def test_error_after_first_frame_is_an_error_event_then_the_end(serve, cap
         subject.on_error(RuntimeError("secret internals"))
         frames = await reader.rest()
     assert len(frames) == 1
-    assert frames[0].get("event") == "error"
-    assert json.loads(frames[0].data) == {"status": 500, "message": "internal server error"}
+    # Not "error", which a browser's EventSource hands to onerror, its lost-connection handler.
+    assert frames[0].get("event") == "stream-error"
+    assert json.loads(frames[0].data) == {
+        "status": 500,
+        "message": "internal server error",
+        "failures": 1,
+    }
+    assert frames[0].get("id") == "rxsse-failed:1:"  # no event had an id
+    assert frames[0].get("retry") == "2000"
     assert "secret internals" in caplog.text
 
 
@@ -180,7 +187,7 @@ async def test_unencodable_value_fails_the_stream_with_an_error_event(serve):
         await reader.next()
         subject.on_next(object())
         frames = await reader.rest()
-    assert [f.get("event") for f in frames] == ["error"]
+    assert [f.get("event") for f in frames] == ["stream-error"]
     assert not subject.observers  # the failed stream let go of its subscription
 
 
@@ -216,11 +223,11 @@ async def test_on_next_from_a_worker_thread_arrives(serve):
     assert [int(f.data) for f in frames] == list(range(500))
 
 
-async def test_heartbeat_comment_is_sent_when_idle(serve):
+async def test_an_idle_stream_opens_with_a_comment_then_pings_with_comment_lines(serve):
     client = await serve(app_streaming(lambda r: rx.never(), heartbeat=0.05))
     async with client.get("/s") as resp:
-        frame = await FrameReader(resp).next(comments=True)
-    assert frame is not None and frame.fields == [("", "ping")]
+        # Lines with no blank line after them: no client can take them for an event.
+        assert await resp.content.readexactly(len(b": open\n: ping\n")) == b": open\n: ping\n"
 
 
 async def test_no_heartbeat_when_disabled(serve):
@@ -238,6 +245,7 @@ async def test_no_heartbeat_when_disabled(serve):
     client = await serve(app)
     async with client.get("/quiet") as quiet_resp, client.get("/beating") as beating_resp:
         control = FrameReader(beating_resp)
+        assert (await control.next(comments=True)).fields == [("", "open")]
         for _ in range(3):  # three heartbeat periods pass on the control stream...
             assert (await control.next(comments=True)).is_comment
         subject.on_next("only")
@@ -246,7 +254,8 @@ async def test_no_heartbeat_when_disabled(serve):
         reader = FrameReader(quiet_resp)
         while (frame := await reader.next(comments=True)) is not None:
             frames.append(frame)
-    assert [f.fields for f in frames] == [[("data", "only")]]  # ...and none on this one
+    # ...and none on this one.
+    assert [f.fields for f in frames] == [[("", "open")], [("data", "only")]]
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True])
