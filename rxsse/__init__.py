@@ -11,6 +11,7 @@ from .client import EventSource, EventSourceError, observe
 from .cors import CORS
 from .errors import bad_request, json_error
 from .event import MessageEvent
+from .failures import last_event_id
 from .memory import MemoryBroker
 from .metrics import BusMetrics, StreamMetrics, metrics
 from .parser import Parser
@@ -44,6 +45,7 @@ __all__ = [
     "from_async_iterable",
     "get",
     "json_error",
+    "last_event_id",
     "metrics",
     "observe",
     "open_streams",

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from . import payload
 from .errors import bad_request
+from .failures import resume_of
 
 __all__ = ["Binder", "Providers"]
 
@@ -124,9 +125,7 @@ def _bind_text(request: web.Request, param: _Param) -> Any:
         kind, raw = "path parameter", request.match_info.get(param.name)
     elif param.source == "last_event_id":
         kind = "Last-Event-ID"
-        raw = request.headers.get("Last-Event-ID")
-        if raw is None:
-            raw = request.query.get("lastEventId")
+        raw = resume_of(request).last_event_id  # without the mark of a failed stream
     elif param.many:
         raw = request.query.getall(param.name, []) or None
     else:

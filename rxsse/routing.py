@@ -19,6 +19,7 @@ from .cors import CORS, install_cors
 from .errors import json_error
 from .errors import json_errors as json_errors_middleware
 from .event import MessageEvent
+from .failures import FailurePolicy, resume_of
 from .metrics import BusMetrics, StreamMetrics, metrics, prometheus_text
 from .shutdown import install_shutdown
 from .stream import stream
@@ -35,6 +36,7 @@ _PREFIX: Final = "__rxsse_prefix__"
 _GUARDS: Final = "__rxsse_guards__"
 #: Options an ``@sse`` route (or ``setup``, as defaults) accepts: the keywords of ``stream()``.
 STREAM_OPTIONS: Final = frozenset(inspect.signature(stream).parameters) - {"request", "source"}
+_FAILURE_OPTIONS: Final = ("error_event", "error_retry", "max_failures")
 
 
 @dataclass(frozen=True)
@@ -397,6 +399,10 @@ def _sse_view(
     busy: _Busy,
     options: dict[str, Any],
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    failures = FailurePolicy(  # checked now, at setup, not when a request comes
+        **{name: options[name] for name in _FAILURE_OPTIONS if name in options}
+    )
+
     async def view(request: web.Request) -> web.StreamResponse:
         busy.take()  # check and take in one step: no await in between
         try:
@@ -405,6 +411,8 @@ def _sse_view(
             busy.give_back()
 
     async def serve(request: web.Request) -> web.StreamResponse:
+        if failures.gave_up(resume_of(request)):
+            return web.Response(status=204)  # failed too often in a row: the client stops
         await _check(guards, request, binder.name)
         result = await _call(handler, await binder.bind(request), binder.name)
         if isinstance(result, web.StreamResponse):
