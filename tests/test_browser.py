@@ -4,10 +4,7 @@ what a browser's own EventSource does with rxsse streams."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,38 +16,8 @@ from reactivex import operators as ops
 import rxsse
 from examples import demo
 from rxsse import MessageEvent
-from tests.conftest import missing
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        missing("Chromium is not installed (Debian packages chromium and chromium-driver)")
-    return path
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    executable = chromium_path()
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the playwright package is not installed (pip install -e '.[test]')")
-        pytest.skip("the playwright package is not installed")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture
