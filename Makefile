@@ -22,7 +22,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict rxsse
 
-test: lint typecheck  ## ruff, mypy --strict, then the test suite
+# The JavaScript clients the tests read streams with (npm eventsource), as locked.
+NODE_CLIENTS := tests/clients/node_modules/.installed
+
+$(NODE_CLIENTS): tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+	touch $(NODE_CLIENTS)
+
+test: lint typecheck $(NODE_CLIENTS)  ## ruff, mypy --strict, then the test suite
 	$(BIN)/python -m pytest
 
 # The Redis tests again with the oldest redis-py that pyproject.toml allows.
