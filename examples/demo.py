@@ -6,6 +6,7 @@ Serves http://127.0.0.1:8080/ (plain JavaScript ``EventSource``, no build step).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -24,16 +25,16 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(PAGE)
 
 
-def create_app(bus: EventBus | None = None) -> web.Application:
+def create_app(bus: EventBus | None = None, **options: Any) -> web.Application:
     """Ticks, custom events, notifications and progress, plus the page at ``/``.
 
     Notifications and progress travel on ``bus`` (an in-memory one by default; the cluster
-    example passes one on Redis)."""
+    example passes one on Redis); ``options`` go to ``rxsse.setup``."""
     bus = bus or EventBus()
     app = web.Application()
     app.router.add_get("/", index)
     controllers = (Ticks(), CustomEvents(), Notifications(), Tasks(bus))
-    rxsse.setup(app, *controllers, bus=bus, heartbeat=15.0)
+    rxsse.setup(app, *controllers, bus=bus, **{"heartbeat": 15.0, **options})
     return app
 
 
