@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -19,6 +19,8 @@ __all__ = ["bad_request", "json_error", "json_errors"]
 logger = logging.getLogger(__name__)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: The attribute that marks the views of ``@sse`` routes, which answer their errors as JSON.
+STREAM_VIEW: Final = "__rxsse_stream__"
 # Headers of an error that describe its old body, not the JSON one.
 _BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
 
@@ -68,7 +70,7 @@ def bad_request(message: str, **details: Any) -> web.HTTPException:
 
 
 @web.middleware
-async def json_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+def json_errors(request: web.Request, handler: _Handler) -> Awaitable[web.StreamResponse]:
     """Middleware: every error response of the app has a JSON body ``{"error": ...}``.
 
     An ``HTTPException`` of status 400 or more whose body is plain text (aiohttp's own 404,
@@ -78,7 +80,16 @@ async def json_errors(request: web.Request, handler: _Handler) -> web.StreamResp
     error"}``, unless the handler had started its response. (Errors aiohttp answers before the
     app sees a request, such as a malformed request line or headers over its limits, do not
     pass through middlewares and stay plain text.)
+
+    The views of ``@sse`` routes answer their errors as JSON already: their request passes
+    through without a coroutine of this middleware, which would live as long as the stream.
     """
+    if getattr(request.match_info.handler, STREAM_VIEW, False):
+        return handler(request)
+    return _answer_in_json(request, handler)
+
+
+async def _answer_in_json(request: web.Request, handler: _Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:

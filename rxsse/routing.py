@@ -16,7 +16,7 @@ from reactivex import Observable
 from .binding import Binder
 from .broker import EmitError
 from .cors import CORS, install_cors
-from .errors import json_error
+from .errors import STREAM_VIEW, json_error
 from .errors import json_errors as json_errors_middleware
 from .event import MessageEvent
 from .failures import FailurePolicy, resume_of
@@ -403,28 +403,28 @@ def _sse_view(
         **{name: options[name] for name in _FAILURE_OPTIONS if name in options}
     )
 
+    # One coroutine for the whole request: it lives as long as the stream, and every frame
+    # held that long costs each open stream a few hundred bytes.
     async def view(request: web.Request) -> web.StreamResponse:
         busy.take()  # check and take in one step: no await in between
         try:
-            return await serve(request)
+            if failures.gave_up(resume_of(request)):
+                return web.Response(status=204)  # failed too often in a row: the client stops
+            await _check(guards, request, binder.name)
+            result = await _call(handler, await binder.bind(request), binder.name)
+            if isinstance(result, web.StreamResponse):
+                return result  # the handler answered itself, e.g. 204 to stop a browser
+            if isinstance(result, (Observable, AsyncIterable)):
+                return await stream(request, result, **options)
+            raise _unsupported_return(
+                f"@sse handler {binder.name}",
+                result,
+                "an Observable, an awaitable of one, an async iterator or a web.StreamResponse",
+            )
         finally:
             busy.give_back()
 
-    async def serve(request: web.Request) -> web.StreamResponse:
-        if failures.gave_up(resume_of(request)):
-            return web.Response(status=204)  # failed too often in a row: the client stops
-        await _check(guards, request, binder.name)
-        result = await _call(handler, await binder.bind(request), binder.name)
-        if isinstance(result, web.StreamResponse):
-            return result  # the handler answered itself, e.g. 204 to stop a browser
-        if isinstance(result, (Observable, AsyncIterable)):
-            return await stream(request, result, **options)
-        raise _unsupported_return(
-            f"@sse handler {binder.name}",
-            result,
-            "an Observable, an awaitable of one, an async iterator or a web.StreamResponse",
-        )
-
+    setattr(view, STREAM_VIEW, True)
     return view
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import weakref
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
@@ -18,8 +17,9 @@ __all__ = ["OPEN_STREAMS", "install_shutdown", "open_streams"]
 
 logger = logging.getLogger(__name__)
 
-#: The open streams of an app (weakly held: a stream is gone when its handler returns).
-OPEN_STREAMS: Final = web.AppKey["weakref.WeakSet[StreamSession]"]("rxsse.open_streams")
+#: The open streams of an app. A plain set, not a weak one (a weak reference and its callback
+#: cost a stream a few hundred bytes): a stream leaves it when its handler returns.
+OPEN_STREAMS: Final = web.AppKey["set[StreamSession]"]("rxsse.open_streams")
 _FINAL_EVENT: Final = web.AppKey("rxsse.final_event", MessageEvent)
 
 
@@ -30,7 +30,7 @@ def install_shutdown(app: web.Application, *, final_event: MessageEvent | None =
         app[_FINAL_EVENT] = final_event
     if OPEN_STREAMS in app:
         return
-    app[OPEN_STREAMS] = weakref.WeakSet()
+    app[OPEN_STREAMS] = set()
     metrics(app)  # the counters live in the app from the start
     app.on_shutdown.append(_close_open_streams)
 

@@ -8,10 +8,11 @@ subscription exactly once when the client goes away or the server shuts down.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
-from collections.abc import AsyncIterable, Mapping
-from typing import Any, Final, Literal
+from collections.abc import AsyncIterable, Callable, Coroutine, Mapping
+from typing import Any, Final, Literal, TypeVar, cast
 
 from aiohttp import web
 from reactivex import Observable, abc
@@ -26,6 +27,7 @@ from .failures import (
     failure_event,
     resume_of,
 )
+from .heartbeat import Heartbeats
 from .limits import (
     DEFAULT_BUFFER_BYTES,
     DEFAULT_BUFFER_FRAMES,
@@ -94,7 +96,7 @@ _COUNTERS: Final[Mapping[str, str]] = {
 }
 
 
-async def stream(
+def stream(
     request: web.Request,
     source: Observable[Any] | AsyncIterable[Any],
     *,
@@ -109,8 +111,9 @@ async def stream(
     error_event: str = DEFAULT_ERROR_EVENT,
     error_retry: float = DEFAULT_ERROR_RETRY,
     max_failures: int | None = DEFAULT_MAX_FAILURES,
-) -> web.StreamResponse:
-    """Serve ``source`` as a ``text/event-stream`` response and return it once the stream ends.
+) -> Coroutine[Any, Any, web.StreamResponse]:
+    """Serve ``source`` as a ``text/event-stream`` response; awaited, return it once the
+    stream ends.
 
     Use it from any aiohttp handler: ``return await rxsse.stream(request, observable)``.
 
@@ -153,21 +156,45 @@ async def stream(
     """
     if heartbeat is not None and not positive_seconds(heartbeat):
         raise ValueError(f"heartbeat must be a positive number of seconds or None, not {heartbeat}")
-    limits = StreamLimits(
-        frames=max_buffer_frames,
-        bytes=max_buffer_bytes,
-        overflow=overflow,
-        send_timeout=send_timeout,
-        max_lifetime=max_lifetime,
-        lifetime_jitter=lifetime_jitter,
+    limits = _shared(
+        StreamLimits,
+        max_buffer_frames,
+        max_buffer_bytes,
+        overflow,
+        send_timeout,
+        max_lifetime,
+        lifetime_jitter,
     )
-    policy = FailurePolicy(error_event, error_retry, max_failures)
+    policy = _shared(FailurePolicy, error_event, error_retry, max_failures)
     if policy.gave_up(resume_of(request)):
-        return web.Response(status=204)  # failed too often in a row: the client stops
+        return _answer(web.Response(status=204))  # failed too often in a row: the client stops
     observable = source if isinstance(source, Observable) else from_async_iterable(source)
     response = web.StreamResponse(headers={**SSE_HEADERS, **(headers or {})})
     session = StreamSession(request, response, heartbeat=heartbeat, limits=limits, policy=policy)
-    return await session.run(observable)
+    # The session's coroutine itself, not one awaiting it: a frame less for as long as the
+    # stream is open. (So the checks above raise at the call, before any await.)
+    return session.run(observable)
+
+
+async def _answer(response: web.StreamResponse) -> web.StreamResponse:
+    return response
+
+
+_Options = TypeVar("_Options")
+
+
+@functools.lru_cache(maxsize=256, typed=True)  # typed: True is no 1, and 1.0 no 1
+def _shared_options(kind: Callable[..., Any], *values: Any) -> Any:
+    return kind(*values)
+
+
+def _shared(kind: Callable[..., _Options], *values: Any) -> _Options:
+    """The options object of these values, shared by every stream that has them (they are
+    frozen): a route's streams do not each carry copies."""
+    try:
+        return cast(_Options, _shared_options(kind, *values))
+    except TypeError:  # a value that cannot be a cache key: let the object say what is wrong
+        return kind(*values)
 
 
 class StreamSession:
@@ -179,6 +206,7 @@ class StreamSession:
 
     __slots__ = (
         "__weakref__",
+        "_beats",
         "_blocked",
         "_deferred",
         "_done",
@@ -187,7 +215,6 @@ class StreamSession:
         "_expiry",
         "_flusher",
         "_heartbeat",
-        "_heartbeat_handle",
         "_last_flush",
         "_last_id",
         "_last_output",
@@ -205,6 +232,7 @@ class StreamSession:
         "_subscription",
         "_thread",
         "_watch",
+        "heartbeat_slot",
     )
 
     def __init__(
@@ -236,11 +264,12 @@ class StreamSession:
         self._subscription: abc.DisposableBase | None = None
         self._end: _End | None = None
         self._error: BaseException | None = None
-        self._heartbeat_handle: asyncio.TimerHandle | None = None
+        self.heartbeat_slot = 0  # where the loop's Heartbeats keep this stream
         self._expiry: asyncio.TimerHandle | None = None  # the end of max_lifetime
         self._stall: asyncio.TimerHandle | None = None  # the send timeout of a blocked write
         self._stall_backlog = 0  # bytes waiting in the transport when it was (re)armed
         self._watch = _watch()
+        self._beats = _heartbeats()
         self._flusher = _flusher()
 
     @property
@@ -278,6 +307,10 @@ class StreamSession:
                 self._finish("disconnected")
                 return self._response  # aiohttp finds the connection closed and moves on quietly
             self._open = True
+            # aiohttp's timer for a connection that sends no request lives until it fires
+            # (75 s), and half a kilobyte per stream: this one did send its request. (The
+            # connection then closes when the stream ends, rather than wait for another.)
+            self._request.protocol.keep_alive(False)
             self._last_output = self._loop.time()
             detect_dead_peer(self._request.transport, self._limits.send_timeout, self._heartbeat)
             self._metrics.open_streams += 1
@@ -285,7 +318,8 @@ class StreamSession:
             if registry is not None:
                 registry.add(self)
             self._watch.add(self)
-            self._schedule_heartbeat()
+            if self._heartbeat is not None and self._end is None:
+                self._beats.add(self, self._last_output + self._heartbeat)
             lifetime = self._limits.lifetime()
             if lifetime is not None:
                 self._expiry = self._loop.call_later(lifetime, self._finish, "expired")
@@ -302,7 +336,7 @@ class StreamSession:
             self._finish("cancelled")  # no-op unless an unexpected exception got here
             if self._open:
                 self._metrics.open_streams -= 1
-            for handle in (self._heartbeat_handle, self._deferred, self._expiry, self._stall):
+            for handle in (self._deferred, self._expiry, self._stall):
                 if handle is not None:
                     handle.cancel()
             if self._blocked is not None and self._end != "completed":
@@ -477,6 +511,8 @@ class StreamSession:
             return
         self._end = end
         self._watch.discard(self)
+        if self._heartbeat is not None:
+            self._beats.discard(self)
         counter = _COUNTERS.get(end)
         if counter is not None:
             setattr(self._metrics, counter, getattr(self._metrics, counter) + 1)
@@ -524,28 +560,23 @@ class StreamSession:
         """End the stream because its client went away (for the disconnect watch)."""
         self._finish("disconnected")
 
-    def _schedule_heartbeat(self) -> None:
-        if self._heartbeat is not None and self._end is None:
-            self._heartbeat_handle = self._loop.call_later(self._heartbeat, self._heartbeat_due)
+    def beat(self, now: float) -> float | None:
+        """Ping if the stream has been silent for its heartbeat; return when to look again
+        (for the loop's :class:`~rxsse.heartbeat.Heartbeats`).
 
-    def _heartbeat_due(self) -> None:
-        # Writes only note the time: nothing to pay per event. The comment goes out once the
-        # stream has been silent for a full period, and the next check is a period after the
-        # last output, so a silent stream pings every period, not every other one.
+        Writes only note the time: nothing to pay per event. The next look is a period after
+        the last output, so a silent stream pings every period, not every other one.
+        """
         heartbeat = self._heartbeat
-        self._heartbeat_handle = None
         if heartbeat is None or self._end is not None:
-            return
-        now = self._loop.time()
+            return None
         if now - self._last_output >= heartbeat - _TIMER_SLACK:
             if not self._outbox and self._blocked is None:  # frames waiting are output enough
                 self._outbox.add_all([_HEARTBEAT_FRAME])
                 self._last_flush = 0.0  # a ping is no hot stream: out at once
                 self._queue_flush()
-            due = now + heartbeat
-        else:
-            due = self._last_output + heartbeat
-        self._heartbeat_handle = self._loop.call_at(due, self._heartbeat_due)
+            return now + heartbeat
+        return self._last_output + heartbeat
 
 
 def _http_error(error: BaseException | None) -> web.HTTPException:
@@ -559,4 +590,5 @@ def _http_error(error: BaseException | None) -> web.HTTPException:
 # The running loop's scheduler, so time-based sources given no scheduler tick on it.
 _scheduler = PerLoop(LoopScheduler).get
 _watch = PerLoop(DisconnectWatch).get
+_heartbeats = PerLoop(Heartbeats).get
 _flusher = PerLoop(Flusher).get
