@@ -69,6 +69,8 @@ class Heartbeats:
             for stream in self._slots.pop(slot):
                 due = stream.beat(now)
                 if due is not None:
-                    self.add(stream, due)
-        if self._slots and self._timer is None:
-            self._arm(min(self._slots))
+                    self.add(stream, due)  # (which may arm the timer for a later slot)
+        if self._slots:
+            first = min(self._slots)
+            if self._timer is None or first < self._timer_slot:
+                self._arm(first)
