@@ -109,7 +109,7 @@ class Firehose:
         """Follow the firehose until cancelled, reconnecting with backoff."""
         backoff = 0.05
         lost = False
-        while True:
+        while not self._closing():  # a cancel the client library swallowed stops it here
             try:
                 if lost:
                     await self._resync()

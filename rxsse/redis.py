@@ -157,9 +157,13 @@ class RedisBroker:
 
     async def close(self) -> None:
         self._loop = None  # later emits fail at once instead of waiting for a publisher
-        self._closing = True  # the loops stop even if a client library turns the cancel into
-        for task in self._tasks:  # a connection error (which they would retry)
+        # The loops stop even if the client library turns the cancel into a connection error
+        # (which they would retry) or, as redis-py may while a reply is arriving, swallows it.
+        self._closing = True
+        for task in self._tasks:
             task.cancel()
+        if self._reader_client is not None:  # a blocked XREAD ends now, not in block_ms
+            await self._reader_client.connection_pool.disconnect()
         if self._tasks:
             _, stuck = await asyncio.wait(self._tasks, timeout=5)
             for task in stuck:
@@ -207,7 +211,7 @@ class RedisBroker:
     async def _publish_loop(self) -> None:
         """Send queued emits in order, up to :data:`_BATCH` per round trip, each round trip
         behind a fence."""
-        while True:
+        while not self._closing:
             if not self._outbox:
                 await self._outbox_ready.wait()
                 self._outbox_ready.clear()
