@@ -28,15 +28,14 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Final
 
-import reactivex as rx
 from reactivex import Observable, abc
-from reactivex.disposable import Disposable
 
 from . import payload
 from .broker import Broker, Emitted, Entry, LogConfig, Outgoing, Replay, parse_event_id
 from .event import MessageEvent
 from .memory import MemoryBroker
 from .metrics import BusMetrics
+from .sources import Attachable
 from .topics import TopicPattern, check_topic
 
 __all__ = ["EventBus"]
@@ -260,44 +259,39 @@ class EventBus:
         Raises:
             ValueError: for an invalid topic or pattern.
         """
-        pattern = TopicPattern(topic)
+        return _TopicStream(self, TopicPattern(topic), last_event_id)
 
-        def subscribe(
-            observer: abc.ObserverBase[MessageEvent], scheduler: abc.SchedulerBase | None = None
-        ) -> abc.DisposableBase:
-            if not self._started:
-                self._start_now()
-            subscriber = _Subscriber(observer, self.metrics, resume_from=last_event_id)
-            channel = self._join(pattern, subscriber)
-            replay_task: asyncio.Task[None] | None = None
-            if last_event_id is not None:
-                upto = self._watermark
-                reset = MessageEvent(
-                    {"reason": "the resume point is not in the log"},
-                    type="reset",
-                    id=self.broker.event_id(upto),
-                )
-                try:
-                    replay = self.broker.replay(pattern, last_event_id, upto)
-                except Exception as exc:
-                    observer.on_error(exc)
+    def _subscribe(
+        self,
+        pattern: TopicPattern,
+        last_event_id: str | None,
+        observer: abc.ObserverBase[MessageEvent],
+    ) -> abc.DisposableBase:
+        if not self._started:
+            self._start_now()
+        subscriber = _Subscriber(observer, self.metrics, resume_from=last_event_id)
+        channel = self._join(pattern, subscriber)
+        leave = _Leave(self, channel, subscriber)
+        if last_event_id is not None:
+            upto = self._watermark
+            reset = MessageEvent(
+                {"reason": "the resume point is not in the log"},
+                type="reset",
+                id=self.broker.event_id(upto),
+            )
+            try:
+                replay = self.broker.replay(pattern, last_event_id, upto)
+            except Exception as exc:
+                observer.on_error(exc)
+            else:
+                if inspect.isawaitable(replay):
+                    retry = _Retry(self.broker, pattern, last_event_id, upto)
+                    leave.replay_task = asyncio.get_running_loop().create_task(
+                        _finish_later(subscriber, replay, retry, reset)
+                    )
                 else:
-                    if inspect.isawaitable(replay):
-                        retry = _Retry(self.broker, pattern, last_event_id, upto)
-                        replay_task = asyncio.get_running_loop().create_task(
-                            _finish_later(subscriber, replay, retry, reset)
-                        )
-                    else:
-                        subscriber.finish_replay(replay, reset)
-
-            def dispose() -> None:
-                if replay_task is not None:
-                    replay_task.cancel()
-                self._leave(channel, subscriber)
-
-            return Disposable(dispose)
-
-        return rx.create(subscribe)
+                    subscriber.finish_replay(replay, reset)
+        return leave
 
     def _join(self, pattern: TopicPattern, subscriber: _Subscriber) -> _Channel:
         channels = self._exact if pattern.is_exact else self._patterns
@@ -349,6 +343,43 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+class _TopicStream(Attachable[MessageEvent]):
+    """What ``bus.on()`` returns. A class rather than ``rx.create`` and closures: an idle
+    stream holds its subscription for hours, and closures and reactivex's disposables (each
+    with a lock) cost it hundreds of bytes."""
+
+    def __init__(self, bus: EventBus, pattern: TopicPattern, last_event_id: str | None) -> None:
+        super().__init__()
+        self._bus = bus
+        self._pattern = pattern
+        self._last_event_id = last_event_id
+
+    def _subscribe_core(
+        self,
+        observer: abc.ObserverBase[MessageEvent],
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> abc.DisposableBase:
+        return self._bus._subscribe(self._pattern, self._last_event_id, observer)
+
+
+class _Leave(abc.DisposableBase):
+    """Disposing a subscription: its replay (if still out) is cancelled, and it leaves its
+    channel (the last one out frees it)."""
+
+    __slots__ = ("bus", "channel", "replay_task", "subscriber")
+
+    def __init__(self, bus: EventBus, channel: _Channel, subscriber: _Subscriber) -> None:
+        self.bus = bus
+        self.channel = channel
+        self.subscriber = subscriber
+        self.replay_task: asyncio.Task[None] | None = None
+
+    def dispose(self) -> None:
+        if self.replay_task is not None:
+            self.replay_task.cancel()
+        self.bus._leave(self.channel, self.subscriber)
 
 
 class _Retry:
@@ -416,7 +447,7 @@ class _Subscriber:
         self.replaying = resume_from is not None
         point = parse_event_id(resume_from) if resume_from is not None else None
         self.seen = point[0] if point is not None else 0  # entries up to it: the client has them
-        self.buffer: list[Entry] = []
+        self.buffer: list[Entry] = []  # live entries while the replay is out
 
     def push(self, entry: Entry) -> None:
         if self.replaying:

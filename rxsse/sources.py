@@ -10,9 +10,20 @@ import reactivex as rx
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-__all__ = ["from_async_iterable"]
+__all__ = ["Attachable", "from_async_iterable"]
 
 _T = TypeVar("_T")
+
+
+class Attachable(Observable[_T]):
+    """An Observable of rxsse's own that a stream may observe directly: ``attach(observer)``
+    calls the observer's methods and returns what detaches it, without the wrappers
+    ``subscribe`` puts around an observer. Those wrappers (three objects, each with a lock)
+    are worth their cost for a pipeline; an idle stream holds its subscription for hours."""
+
+    def attach(self, observer: abc.ObserverBase[_T]) -> abc.DisposableBase:
+        """Start delivering to ``observer``; dispose the result to stop."""
+        return self._subscribe_core(observer)
 
 
 def from_async_iterable(iterable: AsyncIterable[_T]) -> Observable[_T]:

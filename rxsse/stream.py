@@ -41,7 +41,7 @@ from .metrics import METRICS, StreamMetrics
 from .outbox import Outbox
 from .scheduler import LoopScheduler
 from .shutdown import OPEN_STREAMS
-from .sources import from_async_iterable
+from .sources import Attachable, from_async_iterable
 from .watch import DisconnectWatch, detect_dead_peer
 from .writing import Flusher, PerLoop, write_now
 
@@ -287,9 +287,13 @@ class StreamSession:
         registry = self._request.config_dict.get(OPEN_STREAMS)
         try:
             try:
-                subscription = source.subscribe(
-                    self._on_next, self._on_error, self._on_completed, scheduler=_scheduler()
-                )
+                if isinstance(source, Attachable):  # rxsse's own: no wrappers to hold
+                    # (an observer by its methods; not a subclass, which would cost a __dict__)
+                    subscription = source.attach(cast(abc.ObserverBase[Any], self))
+                else:
+                    subscription = source.subscribe(
+                        self.on_next, self.on_error, self.on_completed, scheduler=_scheduler()
+                    )
             except Exception as exc:  # a subscribe function that raised
                 self._fail(exc)
             else:
@@ -354,19 +358,23 @@ class StreamSession:
 
     # -- observer side (any thread) ------------------------------------------------------------
 
-    def _on_next(self, value: Any) -> None:
+    def on_next(self, value: Any) -> None:
+        """Send ``value`` (a :class:`MessageEvent`, or data for one). The session is its
+        source's observer: from any thread."""
         if threading.get_ident() == self._thread:
             self._push(value)
         else:
             self._loop.call_soon_threadsafe(self._push, value)
 
-    def _on_error(self, error: Exception) -> None:
+    def on_error(self, error: Exception) -> None:
+        """End the stream with a failure (from any thread)."""
         if threading.get_ident() == self._thread:
             self._fail(error)
         else:
             self._loop.call_soon_threadsafe(self._fail, error)
 
-    def _on_completed(self) -> None:
+    def on_completed(self) -> None:
+        """End the stream cleanly (from any thread)."""
         if threading.get_ident() == self._thread:
             self._finish("completed")
         else:
