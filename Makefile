@@ -52,12 +52,13 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)  ## rxsse beside raw aiohttp, aiohttp-sse and sse-starlette; bus fan-out
+bench: $(BENCH_STAMP)  ## rxsse beside raw aiohttp, aiohttp-sse and sse-starlette; bus fan-out; capacity
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.fanout
+	ulimit -n 20000 && $(BIN)/python -m bench.capacity
 
 clean:
 	rm -rf $(VENV) $(OLD_VENV) .mypy_cache .ruff_cache .pytest_cache
 
-cluster: $(STAMP)  ## Two demo apps (ports 8081, 8082) sharing one redis-server
+cluster: $(STAMP)  ## The demo on gunicorn: two workers on port 8081 sharing one redis-server
 	$(BIN)/python -m examples.cluster

@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,18 @@ def start_redis(port: int, directory: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, stdout=subprocess.DEVNULL)
 
 
+def _wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit(f"nothing listens on port {port} after {timeout:g} s")
+            time.sleep(0.05)  # the poll's pace
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bind", default="127.0.0.1:8081")
@@ -92,7 +105,7 @@ def main() -> None:
     if redis_url is None:
         processes.append(start_redis(args.redis_port, tempfile.mkdtemp(prefix="rxsse-redis-")))
         redis_url = f"redis://127.0.0.1:{args.redis_port}/0"
-        time.sleep(0.3)
+        _wait_for_port(args.redis_port)
     env = {**os.environ, "RXSSE_REDIS_URL": redis_url, "RXSSE_PREFIX": args.prefix}
     print(f"{args.workers} workers on http://{args.bind}/ (Redis {redis_url})", flush=True)
     processes.append(subprocess.Popen(gunicorn_command(args.bind, args.workers), env=env))

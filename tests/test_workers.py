@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +23,8 @@ from examples.cluster import gunicorn_command
 from rxsse import EventBus, EventSource
 from rxsse.redis import RedisBroker
 from tests.conftest import ROOT, free_port, wait_until
+
+README = ROOT / "README.md"
 
 EMAIL = "load@example.com"
 EVENTS = 20_000
@@ -218,3 +221,45 @@ async def _stop_holding_streams(server: Gunicorn, count: int) -> None:
         server.stop()
         for writer in streams:
             writer.close()
+
+
+async def test_the_readmes_gunicorn_command_serves_streams_from_two_workers(
+    own_redis_server, tmp_path
+):
+    """The README's command as written, with the test's own Redis and port."""
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    server = _readme_gunicorn(own_redis_server.url, port, log)
+    try:
+        await wait_until(lambda: log.read_text().count("Booting worker") == 2, timeout=30)
+        url = f"http://127.0.0.1:{port}/notifications?email={EMAIL}"
+        async with aiohttp.ClientSession() as session, session.get(url) as stream:
+            assert stream.status == 200
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            assert await stream.content.readline() == b": open\n"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the shell's group: gunicorn and its workers
+        server.wait(timeout=GRACEFUL + 5)
+        await wait_until(lambda: not _group_alive(server.pid), timeout=GRACEFUL + 5)
+    assert "Shutting down: Master" in log.read_text(), log.read_text()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _readme_gunicorn(redis_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    block = re.search(r"```sh\n(RXSSE_REDIS_URL=.*?gunicorn.*?)```", README.read_text(), re.S)
+    assert block is not None, "the README has no gunicorn command"
+    command = block[1].replace("redis://127.0.0.1:6379/0", redis_url)
+    command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # this venv's gunicorn
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": path}
+    with log.open("wb") as out:  # run from a directory of its own: gunicorn may leave files
+        return subprocess.Popen(
+            ["sh", "-c", command], cwd=log.parent, env=env, stderr=out, start_new_session=True
+        )
