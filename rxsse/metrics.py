@@ -7,6 +7,8 @@ from typing import Final
 
 from aiohttp import web
 
+from .ends import End
+
 __all__ = ["METRICS", "BusMetrics", "StreamMetrics", "metrics", "prometheus_text"]
 
 
@@ -42,6 +44,21 @@ class StreamMetrics:
     completed: int = 0
     errors: int = 0
     rejected: int = 0
+
+    def record_end(self, end: End) -> None:
+        """Count a stream's end. (A shutdown or a cancelled handler has no counter of its
+        own; a send timeout is counted where it happens, as a stream already ending may be
+        the one stuck writing its last frames.)"""
+        if end is End.COMPLETED:
+            self.completed += 1
+        elif end is End.ERROR:
+            self.errors += 1
+        elif end is End.EXPIRED:
+            self.expired += 1
+        elif end is End.DISCONNECTED:
+            self.disconnects += 1
+        elif end is End.OVERFLOW:
+            self.overflows += 1
 
 
 @dataclass

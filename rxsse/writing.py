@@ -31,7 +31,11 @@ class PerLoop(Generic[_T]):
         )
 
     def get(self) -> _T:
-        loop = asyncio.get_running_loop()
+        """The running loop's object."""
+        return self.of(asyncio.get_running_loop())
+
+    def of(self, loop: asyncio.AbstractEventLoop) -> _T:
+        """``loop``'s object (from anywhere, e.g. a coroutine closed after its loop stopped)."""
         item = self._items.get(loop)
         if item is None:
             item = self._items[loop] = self._factory(loop)

@@ -343,7 +343,7 @@ async def test_a_client_that_reads_late_gets_every_frame_in_order(serve):
     resp = await client.get("/s")
     # Do not read until the server's writes wait for the transport to drain.
     await wait_until(
-        lambda: any(s._blocked is not None for s in rxsse.open_streams(app)),
+        lambda: any(s.waiting_for_client for s in rxsse.open_streams(app)),
         message="the server blocked on a full transport",
     )
     frames = await FrameReader(resp).rest(timeout=30)

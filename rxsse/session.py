@@ -1,0 +1,287 @@
+"""The session: one request, one subscription, one end.
+
+A session subscribes to its source, hands each emission to its :class:`~rxsse.writer.FrameWriter`
+as a frame, pings when the stream is silent, ends the stream after its lifetime, and ends
+exactly once: completion, failure, shutdown, expiry, or its client gone. The end disposes the
+subscription; then what is pending (and a failure event) is written, unless the client is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any, Final, cast
+
+from aiohttp import web
+from reactivex import Observable, abc
+
+from .ends import End
+from .errors import json_error
+from .event import MessageEvent
+from .failures import FailurePolicy, failure_event, resume_of
+from .heartbeat import Heartbeats
+from .limits import StreamLimits
+from .metrics import METRICS, StreamMetrics
+from .scheduler import LoopScheduler
+from .shutdown import OPEN_STREAMS
+from .sources import Attachable
+from .watch import DisconnectWatch
+from .writer import FrameWriter
+from .writing import PerLoop
+
+__all__ = ["StreamSession"]
+
+logger = logging.getLogger("rxsse.stream")
+
+# A timer may fire this early (the loop's clock resolution): still on time.
+_TIMER_SLACK: Final = 0.001
+
+
+class StreamSession:
+    """One open event stream: its subscription, its heartbeat and lifetime, and how it ended.
+
+    Created by :func:`rxsse.stream`; exposed for introspection (see :func:`open_streams`).
+    Observer callbacks may arrive on any thread; all state changes happen on the loop.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_done",
+        "_end",
+        "_error",
+        "_expiry",
+        "_heartbeat",
+        "_last_id",
+        "_limits",
+        "_policy",
+        "_subscription",
+        "_thread",
+        "_writer",
+        "heartbeat_slot",
+    )
+
+    def __init__(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        *,
+        heartbeat: float | None,
+        limits: StreamLimits | None = None,
+        policy: FailurePolicy | None = None,
+    ) -> None:
+        self._heartbeat = heartbeat
+        self._limits = limits = limits or StreamLimits()
+        self._policy = policy or FailurePolicy()
+        metrics = request.config_dict.get(METRICS) or StreamMetrics()
+        self._thread = threading.get_ident()
+        # The writer holds the request, the counters and the loop for both.
+        self._writer = writer = FrameWriter(request, response, limits, metrics, self)
+        self._done: asyncio.Future[None] = writer.loop.create_future()
+        self._subscription: abc.DisposableBase | None = None
+        self._end: End | None = None
+        self._error: BaseException | None = None
+        self._last_id: str | None = None  # the last event id sent: where a failure resumes
+        self._expiry: asyncio.TimerHandle | None = None  # the end of max_lifetime
+        self.heartbeat_slot = 0  # where the loop's Heartbeats keep this stream
+
+    @property
+    def request(self) -> web.Request:
+        """The request this stream answers."""
+        return self._writer.request
+
+    @property
+    def ended(self) -> bool:
+        """Whether the stream has ended (completed, failed, closed or disconnected)."""
+        return self._end is not None
+
+    @property
+    def waiting_for_client(self) -> bool:
+        """Whether a write waits for the client to take data (it reads slower than the
+        stream sends)."""
+        return self._writer.waiting
+
+    async def run(
+        self, source: Observable[Any], response: web.StreamResponse
+    ) -> web.StreamResponse:
+        """Subscribe, send the headers, stream frames until the end; return ``response``."""
+        writer = self._writer
+        registry = writer.request.config_dict.get(OPEN_STREAMS)
+        metrics = writer.metrics
+        opened = False
+        try:
+            self._subscribe(source)
+            # One loop iteration for the Observable to fail at once (rx.throw is scheduled):
+            # such a failure still gets a real HTTP status, as the headers are not sent yet.
+            await asyncio.sleep(0)
+            if self._end is End.ERROR and not writer.pending:
+                raise _http_error(self._error)
+            if not await writer.open(self._heartbeat):
+                self._finish(End.DISCONNECTED)  # the client left (or a burst overflowed) first
+                return response  # aiohttp finds the connection closed and moves on quietly
+            opened = True
+            metrics.open_streams += 1
+            metrics.streams_total += 1
+            if registry is not None:
+                registry.add(self)
+            _watch(writer.loop).add(self)
+            if self._heartbeat is not None and self._end is None:
+                _heartbeats(writer.loop).add(self, writer.last_output + self._heartbeat)
+            lifetime = self._limits.lifetime()
+            if lifetime is not None:
+                self._expiry = writer.loop.call_later(lifetime, self._finish, End.EXPIRED)
+            await self._done
+            if not cast(End, self._end).client_gone:
+                await writer.finish(self._failure_frame())
+        except asyncio.CancelledError:
+            self._finish(End.CANCELLED)
+            raise
+        finally:
+            self._finish(End.CANCELLED)  # no-op unless an unexpected exception got here
+            if opened:
+                metrics.open_streams -= 1
+            if self._expiry is not None:
+                self._expiry.cancel()
+            writer.release(keep_write=self._end is End.COMPLETED)
+            if registry is not None:
+                registry.discard(self)
+        return response
+
+    def close(self, final_event: MessageEvent | None = None) -> None:
+        """End the stream from the server side: send ``final_event`` (if any) after what is
+        pending, then end the response."""
+        if final_event is not None and self._end is None:
+            self._push(final_event)
+        self._finish(End.SHUTDOWN)
+
+    # -- observer side (any thread) ------------------------------------------------------------
+
+    def on_next(self, value: Any) -> None:
+        """Send ``value`` (a :class:`MessageEvent`, or data for one). The session is its
+        source's observer: from any thread."""
+        if threading.get_ident() == self._thread:
+            self._push(value)
+        else:
+            self._writer.loop.call_soon_threadsafe(self._push, value)
+
+    def on_error(self, error: Exception) -> None:
+        """End the stream with a failure (from any thread)."""
+        if threading.get_ident() == self._thread:
+            self._fail(error)
+        else:
+            self._writer.loop.call_soon_threadsafe(self._fail, error)
+
+    def on_completed(self) -> None:
+        """End the stream cleanly (from any thread)."""
+        if threading.get_ident() == self._thread:
+            self._finish(End.COMPLETED)
+        else:
+            self._writer.loop.call_soon_threadsafe(self._finish, End.COMPLETED)
+
+    # -- for the loop's watchers -----------------------------------------------------------------
+
+    def beat(self, now: float) -> float | None:
+        """Ping if the stream has been silent for its heartbeat; return when to look again
+        (for the loop's :class:`~rxsse.heartbeat.Heartbeats`).
+
+        Writes only note the time: nothing to pay per event. The next look is a period after
+        the last output, so a silent stream pings every period, not every other one.
+        """
+        heartbeat = self._heartbeat
+        if heartbeat is None or self._end is not None:
+            return None
+        last_output = self._writer.last_output
+        if now - last_output >= heartbeat - _TIMER_SLACK:
+            self._writer.ping()
+            return now + heartbeat
+        return last_output + heartbeat
+
+    def transport_lost(self) -> bool:
+        """Whether the connection is closed or closing (for the disconnect watch)."""
+        return self._writer.transport_lost()
+
+    def client_gone(self) -> None:
+        """End the stream because its client went away (for the disconnect watch)."""
+        self._finish(End.DISCONNECTED)
+
+    def writer_lost(self, end: End) -> None:
+        """End the stream because the writer lost its client (for the writer)."""
+        self._finish(end)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _subscribe(self, source: Observable[Any]) -> None:
+        try:
+            if isinstance(source, Attachable):  # rxsse's own: no wrappers to hold
+                # (an observer by its methods; not a subclass, which would cost a __dict__)
+                subscription = source.attach(cast(abc.ObserverBase[Any], self))
+            else:
+                subscription = source.subscribe(
+                    self.on_next, self.on_error, self.on_completed, scheduler=_scheduler()
+                )
+        except Exception as exc:  # a subscribe function that raised
+            self._fail(exc)
+            return
+        self._subscription = subscription
+        if self._end is not None:  # it ended while subscribing: late, but once
+            subscription.dispose()
+
+    def _push(self, value: Any) -> None:
+        if self._end is not None:
+            return
+        try:
+            event = value if isinstance(value, MessageEvent) else MessageEvent(value)
+            frame = event.encode()
+        except Exception as exc:  # unencodable data fails the stream, like any Rx error
+            self._fail(exc)
+            return
+        if event.id is not None:
+            self._last_id = event.id
+        self._writer.push(frame)
+
+    def _fail(self, error: BaseException) -> None:
+        if self._end is None:
+            self._error = error
+            self._finish(End.ERROR)
+
+    def _finish(self, end: End) -> None:
+        """Record how the stream ended and dispose the subscription: runs once per session."""
+        if self._end is not None:
+            return
+        self._end = end
+        writer = self._writer
+        writer.stop()
+        _watch(writer.loop).discard(self)
+        if self._heartbeat is not None:
+            _heartbeats(writer.loop).discard(self)
+        writer.metrics.record_end(end)
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            try:
+                subscription.dispose()
+            except Exception:
+                logger.exception("disposing the subscription of %s failed", writer.request.path)
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def _failure_frame(self) -> bytes | None:
+        if self._end is not End.ERROR:
+            return None
+        request = self._writer.request
+        resume = resume_of(request)
+        event = failure_event(self._error, request, self._policy, resume, self._last_id)
+        return event.encode()
+
+
+def _http_error(error: BaseException | None) -> web.HTTPException:
+    """The HTTP response for a stream that failed before its headers were sent."""
+    if isinstance(error, web.HTTPException):
+        return error
+    logger.error("event stream failed before it started", exc_info=error)
+    return json_error(500, "internal server error")
+
+
+# The running loop's scheduler, so time-based sources given no scheduler tick on it.
+_scheduler = PerLoop(LoopScheduler).get
+_watch = PerLoop(DisconnectWatch).of
+_heartbeats = PerLoop(Heartbeats).of

@@ -1,0 +1,303 @@
+"""The frame writer: what a stream's response sees. It owns the response and the frames that
+wait for it: sends the headers, writes what is pending (coalesced, in bounded chunks), waits
+for a slow client under the send timeout, and drops a client that lags or takes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Final, Protocol
+
+from aiohttp import web
+
+from .ends import End
+from .event import comment_line
+from .limits import StreamLimits
+from .metrics import StreamMetrics
+from .outbox import Outbox
+from .watch import detect_dead_peer
+from .writing import Flusher, PerLoop, write_now
+
+__all__ = ["FrameWriter", "WriterOwner"]
+
+logger = logging.getLogger("rxsse.stream")
+
+# Comment lines with no blank line after them: every client reads them as nothing.
+_HEARTBEAT_FRAME: Final = comment_line("ping")
+# Written with the headers: a proxy that holds the headers until the first body byte (nginx
+# over HTTP/2) passes them on at once, so an idle stream opens at once.
+_OPENING_FRAME: Final = comment_line("open")
+# A stream that wrote within this many seconds holds its next frames back for the rest of the
+# window (or until this many bytes are pending): one write for many events when a source is
+# fast, no delay when it is not.
+_COALESCE_WINDOW: Final = 0.001
+_COALESCE_BYTES: Final = 32 * 1024
+# At most this many bytes go into one write (a burst is written in parts as the client takes
+# them, so a join never copies more than this).
+_WRITE_CHUNK: Final = 256 * 1024
+
+
+class WriterOwner(Protocol):
+    """Who a writer tells that its client is gone (the session, which then ends)."""
+
+    def writer_lost(self, end: End) -> None:
+        """The client is gone (``end`` says how): end the stream."""
+
+
+class FrameWriter:
+    """The response of one stream and the frames waiting for it.
+
+    A frame is written now when the headers are sent, no write is waiting for the client,
+    and the stream is not hot (see :meth:`flush`); otherwise it waits in the outbox, whose
+    bounds apply only to frames that arrive while a write waits (lag, not bursts).
+    """
+
+    __slots__ = (
+        "_blocked",
+        "_deferred",
+        "_flusher",
+        "_last_flush",
+        "_limits",
+        "_open",
+        "_outbox",
+        "_owner",
+        "_queued",
+        "_response",
+        "_stall",
+        "_stall_backlog",
+        "_stopped",
+        "last_output",
+        "loop",
+        "metrics",
+        "request",
+    )
+
+    def __init__(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        limits: StreamLimits,
+        metrics: StreamMetrics,
+        owner: WriterOwner,
+    ) -> None:
+        # (The session reads these three here: a stream does not hold them twice.)
+        self.request = request
+        self.metrics = metrics
+        self.loop = asyncio.get_running_loop()
+        self._response = response
+        self._limits = limits
+        self._owner: WriterOwner | None = owner  # let go at stop(): no cycle outlives the stream
+        self._flusher = _flusher()
+        self._outbox = Outbox(limits)
+        self._open = False  # headers sent: frames may be written
+        self._stopped = False  # the stream ended: only finish() writes now
+        self._queued = False  # waiting in the flusher's queue
+        self._blocked: asyncio.Task[None] | None = None  # a write waiting for the transport
+        self._deferred: asyncio.TimerHandle | None = None  # a hot stream's delayed flush
+        self._stall: asyncio.TimerHandle | None = None  # the send timeout of a blocked write
+        self._stall_backlog = 0  # bytes waiting in the transport when it was (re)armed
+        self._last_flush = 0.0  # when the last write went out (0: write the next one now)
+        self.last_output = self.loop.time()  # when the client last got bytes (heartbeat)
+
+    @property
+    def pending(self) -> bool:
+        """Whether frames wait to be written."""
+        return bool(self._outbox)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a write waits for the client to take data."""
+        return self._blocked is not None
+
+    async def open(self, heartbeat: float | None) -> bool:
+        """Send the headers with a first line (or what is already pending); False if the
+        client left before that."""
+        try:
+            await self._response.prepare(self.request)
+        except ConnectionError:
+            return False
+        self._open = True
+        # aiohttp's timer for a connection that sends no request lives until it fires (75 s),
+        # and half a kilobyte per stream: this one did send its request. (The connection then
+        # closes when the stream ends, rather than wait for another.)
+        self.request.protocol.keep_alive(False)
+        self.last_output = self.loop.time()
+        detect_dead_peer(self.request.transport, self._limits.send_timeout, heartbeat)
+        if self._outbox:
+            self._queue_flush()
+        else:
+            write_now(self._response, _OPENING_FRAME)  # a few bytes: never waits
+        return True
+
+    def push(self, frame: bytes) -> None:
+        """Queue ``frame``; write it in this loop iteration unless the stream must wait."""
+        outbox = self._outbox
+        # Only a frame that arrives while a write already waits for the client is lag.
+        if outbox.add(frame, lagging=self._blocked is not None):
+            logger.info("closing the stream of %s: its client fell behind", self.request.remote)
+            self._drop_client(End.OVERFLOW)
+            return
+        if outbox.dropped:
+            self.metrics.frames_dropped[self._limits.overflow] += outbox.dropped
+            outbox.dropped = 0
+        if self._queued or not self._open or self._blocked is not None:
+            return
+        if self._deferred is None or outbox.bytes >= _COALESCE_BYTES:
+            self._queued = True
+            self._flusher.add(self)
+
+    def ping(self) -> None:
+        """Send a heartbeat line, unless frames are waiting (which are output enough)."""
+        if not self._outbox and self._blocked is None:
+            self._outbox.add_all([_HEARTBEAT_FRAME])
+            self._last_flush = 0.0  # a ping is no hot stream: out at once
+            self._queue_flush()
+
+    def flush(self) -> None:
+        """Write the pending frames, in one write unless they are many (the flusher calls this
+        once per iteration).
+
+        A stream that wrote less than :data:`_COALESCE_WINDOW` ago is hot (its source emits
+        faster than the loop turns): its frames wait for the rest of the window, or until
+        :data:`_COALESCE_BYTES` are pending, so that a fast stream pays one system call for
+        many events instead of one each. A quiet stream's frame goes out at once. A burst goes
+        out :data:`_WRITE_CHUNK` bytes at a time for as long as the transport takes them.
+        """
+        self._queued = False
+        outbox = self._outbox
+        # After the end, finish() writes what is left: writing it here as well would send it
+        # twice.
+        if not outbox or self._blocked is not None or self._stopped:
+            return
+        now = self.loop.time()
+        if now - self._last_flush < _COALESCE_WINDOW and outbox.bytes < _COALESCE_BYTES:
+            if self._deferred is None:
+                self._deferred = self.loop.call_at(
+                    self._last_flush + _COALESCE_WINDOW, self._flush_deferred
+                )
+            return
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = None
+        self._last_flush = self.last_output = now
+        while outbox and self._blocked is None:
+            waiting = len(outbox)
+            data = outbox.take(_WRITE_CHUNK)
+            self.metrics.events_sent += waiting - len(outbox)
+            try:
+                self._blocked = write_now(self._response, data)
+            except ConnectionError:
+                self._lost(End.DISCONNECTED)
+                return
+        if self._blocked is not None:  # a slow client: resume once the transport drains
+            self._blocked.add_done_callback(self._drained)
+            self._arm_send_timeout()
+
+    def stop(self) -> None:
+        """The stream ended: write nothing more until :meth:`finish`, forget the owner."""
+        self._stopped = True
+        self._owner = None
+
+    async def finish(self, last_frame: bytes | None) -> None:
+        """After the end (a client still there): write what is left and ``last_frame``, then
+        end the response."""
+        response = self._response
+        try:
+            if self._blocked is not None:
+                await self._blocked  # under the send timeout its write armed
+            frames = self._outbox.take_all()
+            if last_frame is not None:
+                frames.append(last_frame)
+            if frames:
+                self.metrics.events_sent += len(frames)
+                blocked = self._blocked = write_now(response, b"".join(frames))
+                if blocked is not None:  # the last frames may not wait for a stuck client forever
+                    self._arm_send_timeout()
+                    await blocked
+                    self._blocked = None
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client is gone: nothing more to send
+
+    def release(self, *, keep_write: bool) -> None:
+        """Cancel the timers, and the waiting write unless ``keep_write`` (when the handler
+        returns)."""
+        for handle in (self._deferred, self._stall):
+            if handle is not None:
+                handle.cancel()
+        if self._blocked is not None and not keep_write:
+            self._blocked.cancel()
+
+    def transport_lost(self) -> bool:
+        """Whether the connection is closed or closing."""
+        transport = self.request.transport
+        return transport is None or transport.is_closing()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _lost(self, end: End) -> None:
+        if self._owner is not None:
+            self._owner.writer_lost(end)
+
+    def _drop_client(self, end: End) -> None:
+        """End the stream and close the connection at once, dropping what is still queued for
+        the client (in our buffer, the transport and the kernel)."""
+        self._lost(end)
+        self._outbox.clear()
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+    def _queue_flush(self) -> None:
+        if not self._queued:
+            self._queued = True
+            self._flusher.add(self)
+
+    def _flush_deferred(self) -> None:
+        self._deferred = None
+        self._last_flush = 0.0  # the window is over: flush now
+        self.flush()
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        self._blocked = None
+        self._disarm_send_timeout()
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            self._lost(End.DISCONNECTED)
+        elif self._outbox and not self._stopped:
+            self._queue_flush()
+
+    def _arm_send_timeout(self) -> None:
+        """Start the send timeout: the client must take some of what waits in the transport
+        within ``send_timeout`` seconds, and again each period after, or be dropped."""
+        timeout = self._limits.send_timeout
+        if timeout is not None and self._stall is None:
+            transport = self.request.transport
+            self._stall_backlog = transport.get_write_buffer_size() if transport else 0
+            self._stall = self.loop.call_later(timeout, self._send_timed_out)
+
+    def _disarm_send_timeout(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _send_timed_out(self) -> None:
+        self._stall = None
+        transport = self.request.transport
+        backlog = transport.get_write_buffer_size() if transport is not None else 0
+        if backlog < self._stall_backlog:  # slow, but it took some: give it another period
+            self._arm_send_timeout()
+            return
+        logger.info(
+            "dropping the stream of %s: its client took no data for %s s",
+            self.request.remote,
+            self._limits.send_timeout,
+        )
+        # Counted here, not by the end: a stream already ending (shutdown, completion) may be
+        # the one stuck writing its last frames.
+        self.metrics.send_timeouts += 1
+        self._drop_client(End.TIMEOUT)
+
+
+_flusher = PerLoop(Flusher).get
