@@ -14,6 +14,7 @@ from .event import MessageEvent
 from .failures import last_event_id
 from .memory import MemoryBroker
 from .metrics import BusMetrics, StreamMetrics, metrics
+from .options import StreamOptions
 from .parser import Parser
 from .routing import Guard, controller, delete, get, post, put, setup, sse
 from .scheduler import LoopScheduler
@@ -38,6 +39,7 @@ __all__ = [
     "MessageEvent",
     "Parser",
     "StreamMetrics",
+    "StreamOptions",
     "StreamSession",
     "bad_request",
     "controller",

@@ -8,7 +8,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar, Unpack
 
 from aiohttp import web
 from reactivex import Observable
@@ -19,8 +19,9 @@ from .cors import CORS, install_cors
 from .errors import STREAM_VIEW, json_error
 from .errors import json_errors as json_errors_middleware
 from .event import MessageEvent
-from .failures import FailurePolicy, resume_of
+from .failures import resume_of
 from .metrics import BusMetrics, StreamMetrics, metrics, prometheus_text
+from .options import StreamKeywords, StreamOptions, options_of
 from .shutdown import install_shutdown
 from .stream import stream
 
@@ -34,9 +35,6 @@ _C = TypeVar("_C", bound=type)
 _ROUTE: Final = "__rxsse_route__"
 _PREFIX: Final = "__rxsse_prefix__"
 _GUARDS: Final = "__rxsse_guards__"
-#: Options an ``@sse`` route (or ``setup``, as defaults) accepts: the keywords of ``stream()``.
-STREAM_OPTIONS: Final = frozenset(inspect.signature(stream).parameters) - {"request", "source"}
-_FAILURE_OPTIONS: Final = ("error_event", "error_retry", "max_failures")
 
 
 @dataclass(frozen=True)
@@ -73,19 +71,12 @@ class _Slots:
 Guard = Callable[[web.Request], Awaitable[Any]]
 
 
-def _check_options(options: dict[str, Any], where: str) -> None:
-    unknown = set(options) - STREAM_OPTIONS
-    if unknown:
-        known = sorted(STREAM_OPTIONS)
-        raise TypeError(f"{where}: unknown option(s) {sorted(unknown)}; known: {known}")
-
-
 def sse(
     path: str = "",
     *,
     guards: Sequence[Guard] = (),
     max_streams: int | None = None,
-    **options: Any,
+    **options: Unpack[StreamKeywords],
 ) -> Callable[[_F], _F]:
     """Mark a handler as a ``GET`` event stream at ``path`` (relative to its controller).
 
@@ -101,9 +92,9 @@ def sse(
         ... def ticks(self) -> rx.Observable[MessageEvent]:  # doctest: +SKIP
         ...     return rx.interval(1.0).pipe(ops.map(lambda n: MessageEvent({"count": n})))
     """
-    _check_options(options, f"@sse({path!r})")
-    _Slots(max_streams)  # validate now, at decoration
-    return _route("GET", path, "sse", options, guards, max_streams)
+    options_of(None, options, f"@sse({path!r})")  # checked now, at decoration
+    _Slots(max_streams)
+    return _route("GET", path, "sse", dict(options), guards, max_streams)
 
 
 def get(path: str = "", *, guards: Sequence[Guard] = ()) -> Callable[[_F], _F]:
@@ -177,7 +168,8 @@ def setup(
     shutdown_event: MessageEvent | None = None,
     cors: CORS | None = None,
     json_errors: bool = True,
-    **options: Any,
+    options: StreamOptions | None = None,
+    **keywords: Unpack[StreamKeywords],
 ) -> None:
     """Register every route of every controller on ``app``, and end open streams on shutdown.
 
@@ -202,15 +194,17 @@ def setup(
         json_errors: answer every error of the app with a JSON body, aiohttp's own (404,
             405, 413...) and unhandled exceptions included (see :func:`rxsse.errors.json_errors`);
             ``False`` leaves errors outside rxsse's routes as aiohttp makes them.
-        options: defaults for every ``@sse`` route: the keywords of :func:`rxsse.stream`
-            (``heartbeat``, ``headers``, buffer limits, ``overflow``, ``send_timeout``,
-            ``max_lifetime``, ``lifetime_jitter``); a route's own options override them.
+        options: defaults for every ``@sse`` route (a :class:`~rxsse.options.StreamOptions`);
+            a route's own options override them. Checked and merged once, here.
+        keywords: defaults as keywords of :func:`rxsse.stream` (``heartbeat``, ``headers``,
+            buffer limits, ``overflow``, ``send_timeout``, ``max_lifetime``...), over
+            ``options``.
 
     Example:
         >>> app = web.Application()
         >>> setup(app, Events(), heartbeat=15.0)  # doctest: +SKIP
     """
-    _check_options(options, "setup()")
+    defaults = options_of(options, keywords, "setup()")
     app_slots = _Slots(max_streams)
     counters = metrics(app)
     install_shutdown(app, final_event=shutdown_event)
@@ -243,7 +237,7 @@ def setup(
             if spec.kind == "sse":
                 limits = (_Slots(spec.max_streams), app_slots)
                 busy = _Busy(limits, counters, retry_after)
-                view = _sse_view(handler, binder, guards, busy, {**options, **spec.options})
+                view = _sse_view(handler, binder, guards, busy, defaults.replace(**spec.options))
             else:
                 view = _plain_view(handler, binder, guards)
             resource = resources.get(full_path)
@@ -397,11 +391,9 @@ def _sse_view(
     binder: Binder,
     guards: tuple[Guard, ...],
     busy: _Busy,
-    options: dict[str, Any],
+    options: StreamOptions,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    failures = FailurePolicy(  # checked now, at setup, not when a request comes
-        **{name: options[name] for name in _FAILURE_OPTIONS if name in options}
-    )
+    failures = options.failures
 
     # One coroutine for the whole request: it lives as long as the stream, and every frame
     # held that long costs each open stream a few hundred bytes.
@@ -415,7 +407,7 @@ def _sse_view(
             if isinstance(result, web.StreamResponse):
                 return result  # the handler answered itself, e.g. 204 to stop a browser
             if isinstance(result, (Observable, AsyncIterable)):
-                return await stream(request, result, **options)
+                return await stream(request, result, options)
             raise _unsupported_return(
                 f"@sse handler {binder.name}",
                 result,

@@ -19,10 +19,10 @@ from reactivex import Observable, abc
 from .ends import End
 from .errors import json_error
 from .event import MessageEvent
-from .failures import FailurePolicy, failure_event, resume_of
+from .failures import failure_event, resume_of
 from .heartbeat import Heartbeats
-from .limits import StreamLimits
 from .metrics import METRICS, StreamMetrics
+from .options import StreamOptions
 from .scheduler import LoopScheduler
 from .shutdown import OPEN_STREAMS
 from .sources import Attachable
@@ -62,17 +62,12 @@ class StreamSession:
     )
 
     def __init__(
-        self,
-        request: web.Request,
-        response: web.StreamResponse,
-        *,
-        heartbeat: float | None,
-        limits: StreamLimits | None = None,
-        policy: FailurePolicy | None = None,
+        self, request: web.Request, response: web.StreamResponse, options: StreamOptions
     ) -> None:
-        self._heartbeat = heartbeat
-        self._limits = limits = limits or StreamLimits()
-        self._policy = policy or FailurePolicy()
+        # (Options are shared by a route's streams; a session holds only what it reads.)
+        self._heartbeat = options.heartbeat
+        self._limits = limits = options.limits
+        self._policy = options.failures
         metrics = request.config_dict.get(METRICS) or StreamMetrics()
         self._thread = threading.get_ident()
         # The writer holds the request, the counters and the loop for both.

@@ -9,29 +9,14 @@ client goes away or the server shuts down.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterable, Callable, Coroutine, Mapping
-from typing import Any, Final, TypeVar, cast
+from collections.abc import AsyncIterable, Coroutine, Mapping
+from typing import Any, Final, Unpack
 
 from aiohttp import web
 from reactivex import Observable
 
-from .failures import (
-    DEFAULT_ERROR_EVENT,
-    DEFAULT_ERROR_RETRY,
-    DEFAULT_MAX_FAILURES,
-    FailurePolicy,
-    resume_of,
-)
-from .limits import (
-    DEFAULT_BUFFER_BYTES,
-    DEFAULT_BUFFER_FRAMES,
-    DEFAULT_LIFETIME_JITTER,
-    DEFAULT_SEND_TIMEOUT,
-    Overflow,
-    StreamLimits,
-    positive_seconds,
-)
+from .failures import resume_of
+from .options import DEFAULT_HEARTBEAT, StreamKeywords, StreamOptions, options_of
 from .session import StreamSession
 from .sources import from_async_iterable
 
@@ -41,9 +26,6 @@ __all__ = [
     "StreamSession",
     "stream",
 ]
-
-#: Seconds without output after which a heartbeat comment is sent (proxies drop idle streams).
-DEFAULT_HEARTBEAT: Final = 15.0
 
 #: Headers every event stream carries, before the user's own.
 SSE_HEADERS: Final[Mapping[str, str]] = {
@@ -56,18 +38,8 @@ SSE_HEADERS: Final[Mapping[str, str]] = {
 def stream(
     request: web.Request,
     source: Observable[Any] | AsyncIterable[Any],
-    *,
-    heartbeat: float | None = DEFAULT_HEARTBEAT,
-    headers: Mapping[str, str] | None = None,
-    max_buffer_frames: int = DEFAULT_BUFFER_FRAMES,
-    max_buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-    overflow: Overflow = "disconnect",
-    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
-    max_lifetime: float | None = None,
-    lifetime_jitter: float = DEFAULT_LIFETIME_JITTER,
-    error_event: str = DEFAULT_ERROR_EVENT,
-    error_retry: float = DEFAULT_ERROR_RETRY,
-    max_failures: int | None = DEFAULT_MAX_FAILURES,
+    options: StreamOptions | None = None,
+    **keywords: Unpack[StreamKeywords],
 ) -> Coroutine[Any, Any, web.StreamResponse]:
     """Serve ``source`` as a ``text/event-stream`` response; awaited, return it once the
     stream ends.
@@ -78,6 +50,8 @@ def stream(
         request: the GET request being answered.
         source: an Observable (or an async iterable) of :class:`MessageEvent` or plain values;
             a plain value ``v`` is sent as ``MessageEvent(data=v)``.
+        options: a :class:`~rxsse.options.StreamOptions` (made and checked once, e.g. at
+            import); the keywords below change it for this call.
         heartbeat: seconds without output after which a ``: ping`` comment is sent (each
             time the stream has been silent that long), or ``None`` for no heartbeat.
         headers: extra response headers, added to (and able to override) :data:`SSE_HEADERS`.
@@ -111,23 +85,14 @@ def stream(
         web.HTTPException: when ``source`` fails before the stream has started (its own
             status for an ``HTTPException``, else a 500 with a JSON body).
     """
-    if heartbeat is not None and not positive_seconds(heartbeat):
-        raise ValueError(f"heartbeat must be a positive number of seconds or None, not {heartbeat}")
-    limits = _shared(
-        StreamLimits,
-        max_buffer_frames,
-        max_buffer_bytes,
-        overflow,
-        send_timeout,
-        max_lifetime,
-        lifetime_jitter,
-    )
-    policy = _shared(FailurePolicy, error_event, error_retry, max_failures)
-    if policy.gave_up(resume_of(request)):
+    if keywords or options is None:
+        options = options_of(options, keywords, "rxsse.stream()")
+    if options.failures.gave_up(resume_of(request)):
         return _answer(web.Response(status=204))  # failed too often in a row: the client stops
     observable = source if isinstance(source, Observable) else from_async_iterable(source)
-    response = web.StreamResponse(headers={**SSE_HEADERS, **(headers or {})})
-    session = StreamSession(request, response, heartbeat=heartbeat, limits=limits, policy=policy)
+    headers = options.headers
+    response = web.StreamResponse(headers={**SSE_HEADERS, **headers} if headers else SSE_HEADERS)
+    session = StreamSession(request, response, options)
     # The session's coroutine itself, not one awaiting it: a frame less for as long as the
     # stream is open. (So the checks above raise at the call, before any await.)
     return session.run(observable, response)
@@ -135,20 +100,3 @@ def stream(
 
 async def _answer(response: web.StreamResponse) -> web.StreamResponse:
     return response
-
-
-_Options = TypeVar("_Options")
-
-
-@functools.lru_cache(maxsize=256, typed=True)  # typed: True is no 1, and 1.0 no 1
-def _shared_options(kind: Callable[..., Any], *values: Any) -> Any:
-    return kind(*values)
-
-
-def _shared(kind: Callable[..., _Options], *values: Any) -> _Options:
-    """The options object of these values, shared by every stream that has them (they are
-    frozen): a route's streams do not each carry copies."""
-    try:
-        return cast(_Options, _shared_options(kind, *values))
-    except TypeError:  # a value that cannot be a cache key: let the object say what is wrong
-        return kind(*values)

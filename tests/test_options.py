@@ -1,0 +1,99 @@
+"""Stream options: one typed, frozen object, checked when it is made (at decoration or
+``setup``), merged once per route, never checked again when a request comes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import reactivex as rx
+from aiohttp import web
+
+import rxsse
+from rxsse.options import DEFAULTS, StreamKeywords, StreamOptions
+
+BAD_VALUES: list[tuple[str, Any]] = [
+    ("heartbeat", 0),
+    ("heartbeat", float("nan")),
+    ("headers", {"X-A": 1}),
+    ("max_buffer_frames", 0),
+    ("max_buffer_bytes", True),
+    ("overflow", "sometimes"),
+    ("send_timeout", -1),
+    ("max_lifetime", float("inf")),
+    ("lifetime_jitter", 1.0),
+    ("error_event", "error"),
+    ("error_retry", 61),
+    ("max_failures", 0),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES)
+def test_a_bad_value_is_a_value_error_where_the_options_are_made(name, value):
+    with pytest.raises(ValueError, match=name):
+        StreamOptions(**{name: value})
+    with pytest.raises(ValueError, match=name):
+        rxsse.sse("/x", **{name: value})  # at decoration, not when a request comes
+    with pytest.raises(ValueError, match=name):
+        rxsse.setup(web.Application(), **{name: value})
+
+
+def test_an_unknown_keyword_names_where_it_was_given():
+    with pytest.raises(TypeError, match=r"@sse\('/x'\): unknown option\(s\) \['hearbeat'\]"):
+        rxsse.sse("/x", hearbeat=3.0)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"setup\(\): unknown option"):
+        rxsse.setup(web.Application(), overflowing="drop_oldest")  # type: ignore[call-arg]
+
+
+def test_the_keywords_are_the_options_fields():
+    assert set(StreamKeywords.__annotations__) == StreamOptions.names()
+
+
+def test_options_are_frozen_and_replace_checks_again():
+    options = StreamOptions(heartbeat=30.0)
+    with pytest.raises(AttributeError):
+        options.heartbeat = 1.0  # type: ignore[misc]
+    assert options.replace(max_lifetime=60.0).limits.max_lifetime == 60.0
+    with pytest.raises(ValueError, match="max_lifetime"):
+        options.replace(max_lifetime=-1.0)
+    assert options.replace() is options
+    assert StreamOptions() == DEFAULTS and hash(StreamOptions()) == hash(DEFAULTS)
+
+
+def test_equal_options_share_their_limits_and_failure_policy():
+    first, second = StreamOptions(send_timeout=5.0), StreamOptions(send_timeout=5.0)
+    assert first.limits is second.limits and first.failures is second.failures
+
+
+async def test_app_defaults_route_options_and_keywords_merge(serve):
+    @rxsse.sse("/own", headers={"X-Route": "own"}, max_failures=None)
+    def own() -> rx.Observable[int]:
+        return rx.of(1)
+
+    @rxsse.sse("/inherited")
+    def inherited() -> rx.Observable[int]:
+        return rx.of(1)
+
+    async def direct(request: web.Request) -> web.StreamResponse:
+        options = StreamOptions(headers={"X-Direct": "options"})
+        return await rxsse.stream(request, rx.of(1), options, headers={"X-Direct": "keyword"})
+
+    app = web.Application()
+    defaults = StreamOptions(headers={"X-App": "default"})
+    rxsse.setup(app, own, inherited, options=defaults, max_failures=1)
+    app.router.add_get("/direct", direct)
+    client = await serve(app)
+    async with client.get("/own") as resp:
+        assert resp.headers["X-Route"] == "own" and "X-App" not in resp.headers
+        assert resp.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    async with client.get("/inherited") as resp:
+        assert resp.headers["X-App"] == "default"
+    # The app's max_failures=1 applies where the route does not say otherwise: one failure
+    # marked in Last-Event-ID is enough for a 204 on /inherited, not on /own.
+    failed = {"Last-Event-ID": "rxsse-failed:1:7"}
+    async with client.get("/inherited", headers=failed) as resp:
+        assert resp.status == 204
+    async with client.get("/own", headers=failed) as resp:
+        assert resp.status == 200
+    async with client.get("/direct") as resp:
+        assert resp.headers["X-Direct"] == "keyword"
