@@ -13,14 +13,14 @@ from .errors import bad_request, json_error
 from .event import MessageEvent
 from .failures import last_event_id
 from .memory import MemoryBroker
-from .metrics import BusMetrics, StreamMetrics, metrics
+from .metrics import BusMetrics, StreamMetrics
 from .options import StreamOptions
 from .parser import Parser
 from .routing import Guard, controller, delete, get, post, put, setup, sse
 from .scheduler import LoopScheduler
-from .shutdown import open_streams
 from .sources import from_async_iterable
 from .speed import use_uvloop
+from .state import metrics, open_streams
 from .stream import DEFAULT_HEARTBEAT, SSE_HEADERS, StreamSession, stream
 
 __all__ = [

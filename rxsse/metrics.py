@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Final
-
-from aiohttp import web
 
 from .ends import End
 
-__all__ = ["METRICS", "BusMetrics", "StreamMetrics", "metrics", "prometheus_text"]
+__all__ = ["BusMetrics", "StreamMetrics", "prometheus_text"]
 
 
 @dataclass
@@ -79,17 +76,6 @@ class BusMetrics:
     emit_failures: int = 0
     emits_rejected: int = 0
     resets: int = 0
-
-
-METRICS: Final = web.AppKey("rxsse.metrics", StreamMetrics)
-
-
-def metrics(app: web.Application) -> StreamMetrics:
-    """The app's stream counters (created on first use)."""
-    found = app.get(METRICS)
-    if found is None:
-        found = app[METRICS] = StreamMetrics()
-    return found
 
 
 def prometheus_text(counters: StreamMetrics, bus: BusMetrics | None = None) -> str:

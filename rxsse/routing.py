@@ -20,9 +20,9 @@ from .errors import STREAM_VIEW, json_error
 from .errors import json_errors as json_errors_middleware
 from .event import MessageEvent
 from .failures import resume_of
-from .metrics import BusMetrics, StreamMetrics, metrics, prometheus_text
+from .metrics import BusMetrics, StreamMetrics, prometheus_text
 from .options import StreamKeywords, StreamOptions, options_of
-from .shutdown import install_shutdown
+from .state import Quota, app_state
 from .stream import stream
 
 __all__ = ["Guard", "controller", "delete", "get", "post", "put", "setup", "sse"]
@@ -47,22 +47,6 @@ class RouteSpec:
     options: dict[str, Any] = field(default_factory=dict)
     guards: tuple[Guard, ...] = ()
     max_streams: int | None = None
-
-
-class _Slots:
-    """A count of open streams against a limit (None: no limit)."""
-
-    def __init__(self, limit: int | None) -> None:
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ValueError(f"max_streams must be a positive int or None, not {limit!r}")
-        self.limit = limit
-        self.used = 0
-
-    @property
-    def full(self) -> bool:
-        return self.limit is not None and self.used >= self.limit
 
 
 #: A guard: an async callable of the request that runs before the handler. It rejects by
@@ -93,7 +77,7 @@ def sse(
         ...     return rx.interval(1.0).pipe(ops.map(lambda n: MessageEvent({"count": n})))
     """
     options_of(None, options, f"@sse({path!r})")  # checked now, at decoration
-    _Slots(max_streams)
+    Quota(max_streams)
     return _route("GET", path, "sse", dict(options), guards, max_streams)
 
 
@@ -205,9 +189,12 @@ def setup(
         >>> setup(app, Events(), heartbeat=15.0)  # doctest: +SKIP
     """
     defaults = options_of(options, keywords, "setup()")
-    app_slots = _Slots(max_streams)
-    counters = metrics(app)
-    install_shutdown(app, final_event=shutdown_event)
+    state = app_state(app)  # the first setup creates it
+    if max_streams is not None:
+        state.quota.limit = Quota(max_streams).limit  # (checked first)
+    if shutdown_event is not None:
+        state.final_event = shutdown_event
+    counters = state.metrics
     if json_errors and json_errors_middleware not in app.middlewares:
         app.middlewares.append(json_errors_middleware)
     providers: dict[Any, Callable[[web.Request], Any]] = {
@@ -216,7 +203,10 @@ def setup(
         web.Application: _app,
     }
     if bus is not None:
-        _install_bus(app, bus, providers)
+        if state.bus is not bus:  # (a second setup with the same bus starts it once)
+            _install_bus(app, bus)
+            state.bus = bus
+        providers[type(bus)] = lambda request: bus
     if metrics_path is not None:
         bus_counters = getattr(bus, "metrics", None)
         if not isinstance(bus_counters, BusMetrics):
@@ -235,7 +225,7 @@ def setup(
             name = getattr(handler, "__qualname__", repr(handler))
             binder = Binder(handler, full_path, providers, name=name)
             if spec.kind == "sse":
-                limits = (_Slots(spec.max_streams), app_slots)
+                limits = (Quota(spec.max_streams), state.quota)
                 busy = _Busy(limits, counters, retry_after)
                 view = _sse_view(handler, binder, guards, busy, defaults.replace(**spec.options))
             else:
@@ -244,14 +234,13 @@ def setup(
             if resource is None:
                 resource = resources[full_path] = app.router.add_resource(full_path)
             resource.add_route(spec.method, view)
+    if cors is not None:
+        state.cors = cors
     install_cors(app, cors, resources.values())
 
 
-def _install_bus(
-    app: web.Application, bus: _Lifecycle, providers: dict[Any, Callable[[web.Request], Any]]
-) -> None:
-    """Bind the bus by its class, start it with the app, close it on cleanup."""
-    providers[type(bus)] = lambda request: bus
+def _install_bus(app: web.Application, bus: _Lifecycle) -> None:
+    """Start the bus with the app, close it on cleanup."""
 
     async def start(_app: web.Application) -> None:
         await bus.start()
@@ -365,7 +354,7 @@ async def _check(guards: tuple[Guard, ...], request: web.Request, name: str) -> 
 class _Busy:
     """The stream limits of one route (its own and the app's), taken for a request's life."""
 
-    def __init__(self, slots: tuple[_Slots, ...], counters: StreamMetrics, retry_after: int):
+    def __init__(self, slots: tuple[Quota, ...], counters: StreamMetrics, retry_after: int):
         self.slots = slots
         self.counters = counters
         self.retry_after = str(retry_after)

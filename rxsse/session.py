@@ -21,11 +21,10 @@ from .errors import json_error
 from .event import MessageEvent
 from .failures import failure_event, resume_of
 from .heartbeat import Heartbeats
-from .metrics import METRICS, StreamMetrics
 from .options import StreamOptions
 from .scheduler import LoopScheduler
-from .shutdown import OPEN_STREAMS
 from .sources import Attachable
+from .state import STATE
 from .watch import DisconnectWatch
 from .writer import FrameWriter
 from .writing import PerLoop
@@ -68,7 +67,13 @@ class StreamSession:
         self._heartbeat = options.heartbeat
         self._limits = limits = options.limits
         self._policy = options.failures
-        metrics = request.config_dict.get(METRICS) or StreamMetrics()
+        state = request.config_dict.get(STATE)
+        if state is None:
+            raise RuntimeError(
+                "rxsse.stream() needs rxsse.setup(app) on its application, before it starts "
+                "(rxsse counts the app's streams and ends them at shutdown)"
+            )
+        metrics = state.metrics
         self._thread = threading.get_ident()
         # The writer holds the request, the counters and the loop for both.
         self._writer = writer = FrameWriter(request, response, limits, metrics, self)
@@ -101,7 +106,7 @@ class StreamSession:
     ) -> web.StreamResponse:
         """Subscribe, send the headers, stream frames until the end; return ``response``."""
         writer = self._writer
-        registry = writer.request.config_dict.get(OPEN_STREAMS)
+        streams = writer.request.config_dict[STATE].streams  # the app's open streams
         metrics = writer.metrics
         opened = False
         try:
@@ -117,9 +122,8 @@ class StreamSession:
             opened = True
             metrics.open_streams += 1
             metrics.streams_total += 1
-            if registry is not None:
-                registry.add(self)
-            _watch(writer.loop).add(self)
+            streams.add(self)
+            _watch(writer.loop).follow(streams)
             if self._heartbeat is not None and self._end is None:
                 _heartbeats(writer.loop).add(self, writer.last_output + self._heartbeat)
             lifetime = self._limits.lifetime()
@@ -138,8 +142,6 @@ class StreamSession:
             if self._expiry is not None:
                 self._expiry.cancel()
             writer.release(keep_write=self._end is End.COMPLETED)
-            if registry is not None:
-                registry.discard(self)
         return response
 
     def close(self, final_event: MessageEvent | None = None) -> None:
@@ -246,7 +248,7 @@ class StreamSession:
         self._end = end
         writer = self._writer
         writer.stop()
-        _watch(writer.loop).discard(self)
+        writer.request.config_dict[STATE].streams.discard(self)  # shutdown and watch see it go
         if self._heartbeat is not None:
             _heartbeats(writer.loop).discard(self)
         writer.metrics.record_end(end)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 __all__ = ["WATCH_INTERVAL", "DisconnectWatch", "Watched", "detect_dead_peer"]
 
@@ -36,26 +36,31 @@ class Watched(Protocol):
 
 
 class DisconnectWatch:
-    """The streams of one loop, checked every :data:`WATCH_INTERVAL` while there are any."""
+    """Checks the open streams of the apps on one loop every :data:`WATCH_INTERVAL` while
+    there are any. It walks each app's own set of open streams (the one shutdown walks too),
+    so a stream is registered in one place."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._streams: set[Watched] = set()
+        self._registries: list[set[Any]] = []
         self._timer: asyncio.TimerHandle | None = None
 
-    def add(self, stream: Watched) -> None:
-        self._streams.add(stream)
+    def follow(self, streams: set[Any]) -> None:
+        """Check the streams of ``streams`` (an app's open streams, of :class:`Watched`), from
+        now on while it is not empty; call it when a stream joins it."""
+        if not any(known is streams for known in self._registries):
+            self._registries.append(streams)
         if self._timer is None:
             self._timer = self._loop.call_later(WATCH_INTERVAL, self._check)
 
-    def discard(self, stream: Watched) -> None:
-        self._streams.discard(stream)
-
     def _check(self) -> None:
         self._timer = None
-        for stream in [s for s in self._streams if s.transport_lost()]:
-            stream.client_gone()
-        if self._streams:
+        self._registries = [streams for streams in self._registries if streams]  # apps gone idle
+        for streams in self._registries:
+            lost: list[Watched] = [s for s in streams if s.transport_lost()]
+            for stream in lost:
+                stream.client_gone()
+        if any(self._registries):
             self._timer = self._loop.call_later(WATCH_INTERVAL, self._check)
 
 

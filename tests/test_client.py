@@ -97,6 +97,7 @@ async def test_retry_from_the_server_is_honoured(serve):
 
     app = web.Application()
     app.router.add_get("/r", handler)
+    rxsse.setup(app)  # (rxsse.stream() needs it)
     server = await serve(app)
     # The client's own delay is an hour: it reconnects in time only by obeying retry: 20.
     async with EventSource(server.url("/r"), retry=3600) as source:
@@ -183,6 +184,7 @@ async def test_observe_emits_events_and_disposal_closes_the_connection(serve):
 
     app = web.Application()
     app.router.add_get("/ticks", handler)
+    rxsse.setup(app)  # (rxsse.stream() needs it)
     server = await serve(app)
     received: list[MessageEvent] = []
     subscription = observe(server.url("/ticks")).subscribe(received.append)

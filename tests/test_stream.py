@@ -242,6 +242,7 @@ async def test_no_heartbeat_when_disabled(serve):
     app = web.Application()
     app.router.add_get("/quiet", quiet)
     app.router.add_get("/beating", beating)
+    rxsse.setup(app)  # (rxsse.stream() needs it)
     client = await serve(app)
     async with client.get("/quiet") as quiet_resp, client.get("/beating") as beating_resp:
         control = FrameReader(beating_resp)
@@ -371,3 +372,17 @@ async def test_four_threads_emitting_10000_each_into_one_stream_all_arrive_in_or
     for name in range(threads):
         assert [n for who, n in received if who == name] == list(range(per_thread))
     resp.close()
+
+
+async def test_stream_without_setup_says_what_it_needs(serve, caplog):
+    # Without setup, the app has no counters and no shutdown hook for its streams: rxsse says
+    # so rather than run a stream that shutdown would not end.
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await rxsse.stream(request, rx.never())
+
+    app = web.Application()
+    app.router.add_get("/s", handler)
+    client = await serve(app)
+    async with client.get("/s") as resp:
+        assert resp.status == 500
+    assert "rxsse.stream() needs rxsse.setup(app)" in caplog.text
