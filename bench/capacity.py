@@ -41,7 +41,7 @@ from aiohttp import web
 import rxsse
 from bench.common import RESULTS, free_port, wait_for_port
 from rxsse import EventBus
-from rxsse.redis import RedisBroker
+from rxsse.brokers.redis import RedisBroker
 
 HEARTBEAT = 5.0
 TOPIC = "capacity"

@@ -35,7 +35,7 @@ from bench.common import (
     wait_for_port,
 )
 from rxsse import EventBus
-from rxsse.redis import RedisBroker
+from rxsse.brokers.redis import RedisBroker
 
 
 def server_app(bus: EventBus) -> web.Application:

@@ -36,7 +36,7 @@ from aiohttp import web
 
 from examples import demo
 from rxsse import EventBus, MessageEvent
-from rxsse.redis import RedisBroker
+from rxsse.brokers.redis import RedisBroker
 
 #: What every open stream of a worker that is stopping gets, before it ends: a browser
 #: reconnects half a second later, to a worker that is running.

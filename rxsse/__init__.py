@@ -6,13 +6,13 @@ Observable completes, and disposes the subscription the moment the client discon
 """
 
 from .broker import Broker, EmitError
+from .brokers.memory import MemoryBroker
 from .bus import EventBus
 from .client import EventSource, EventSourceError, observe
 from .cors import CORS
 from .errors import bad_request, json_error
 from .event import MessageEvent
 from .failures import last_event_id
-from .memory import MemoryBroker
 from .metrics import BusMetrics, StreamMetrics
 from .options import StreamOptions
 from .parser import Parser

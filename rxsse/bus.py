@@ -32,8 +32,8 @@ from reactivex import Observable, abc
 
 from . import payload
 from .broker import Broker, Emitted, Entry, LogConfig, Outgoing, Replay, parse_event_id
+from .brokers.memory import MemoryBroker
 from .event import MessageEvent
-from .memory import MemoryBroker
 from .metrics import BusMetrics
 from .sources import Attachable
 from .topics import TopicPattern, check_topic
@@ -53,7 +53,7 @@ class EventBus:
 
     Args:
         broker: where events travel and are logged: the in-memory :class:`MemoryBroker`
-            (default) or ``rxsse.redis.RedisBroker`` for several processes.
+            (default) or ``rxsse.brokers.redis.RedisBroker`` for several processes.
         history: how many events the replay log keeps per topic.
         max_age: if set, events older than this many seconds leave the log too.
         key_ttl: how many seconds an emit's ``key`` is remembered: an emit repeated with the

@@ -8,7 +8,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
 
 from aiohttp import web
 from reactivex import Observable
@@ -24,6 +24,9 @@ from .metrics import BusMetrics, StreamMetrics, prometheus_text
 from .options import StreamKeywords, StreamOptions, options_of
 from .state import Quota, app_state
 from .stream import stream
+
+if TYPE_CHECKING:  # (typing.Unpack is Python 3.11+; annotations are not evaluated)
+    from typing_extensions import Unpack
 
 __all__ = ["Guard", "controller", "delete", "get", "post", "put", "setup", "sse"]
 

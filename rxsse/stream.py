@@ -10,7 +10,7 @@ client goes away or the server shuts down.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Coroutine, Mapping
-from typing import Any, Final, Unpack
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 from reactivex import Observable
@@ -19,6 +19,9 @@ from .failures import resume_of
 from .options import DEFAULT_HEARTBEAT, StreamKeywords, StreamOptions, options_of
 from .session import StreamSession
 from .sources import from_async_iterable
+
+if TYPE_CHECKING:  # (typing.Unpack is Python 3.11+; annotations are not evaluated)
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEFAULT_HEARTBEAT",

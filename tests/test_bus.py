@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 import rxsse
 import rxsse.broker
 from rxsse import EventBus, MessageEvent
-from rxsse.redis import RedisBroker
+from rxsse.brokers.redis import RedisBroker
 from tests.conftest import FrameReader, RedisServer, wait_until
 
 
@@ -449,3 +449,26 @@ async def test_live_events_a_resumed_client_already_has_are_not_sent_again():
     await wait_until(lambda: len(events) >= 5)
     assert [e.data for e in events] == [16, 17, 18, 19, 20]
     subscription.dispose()
+
+
+async def test_a_subscriber_runs_outside_the_brokers_lock():
+    # A subscriber whose code waits for an emit from another thread: under the broker's lock
+    # that thread would wait for the subscriber, and the subscriber for it.
+    bus = EventBus()
+    done: list[bool] = []
+
+    def on_event(event: MessageEvent) -> None:
+        emitter = threading.Thread(target=lambda: bus.emit("from.thread", {"n": 1}))
+        emitter.start()
+        emitter.join(timeout=10)
+        done.append(not emitter.is_alive())
+
+    subscription = bus.on("from.loop").subscribe(on_event)
+    later: list[MessageEvent] = []
+    bus.on("from.thread").subscribe(later.append)
+    try:
+        bus.emit("from.loop", {"n": 0})
+        assert done == [True], "the other thread's emit waited for the subscriber"
+        await wait_until(lambda: len(later) == 1)  # and its event was delivered, on the loop
+    finally:
+        subscription.dispose()

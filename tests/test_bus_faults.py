@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 import rxsse
 from rxsse import EmitError, EventBus, MessageEvent, controller, post, sse
-from rxsse.redis import RedisBroker
+from rxsse.brokers.redis import RedisBroker
 from rxsse.testing import EventReader
 from tests.conftest import RedisServer, wait_until
 

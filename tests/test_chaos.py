@@ -17,7 +17,7 @@ from aiohttp import web
 
 import rxsse
 from rxsse import EmitError, EventBus, EventSource, MessageEvent
-from rxsse.redis import RedisBroker
+from rxsse.brokers.redis import RedisBroker
 from tests.conftest import LiveSubscriptions, wait_until
 
 EVENTS = 50_000

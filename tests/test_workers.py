@@ -21,7 +21,7 @@ import aiohttp
 
 from examples.cluster import gunicorn_command
 from rxsse import EventBus, EventSource
-from rxsse.redis import RedisBroker
+from rxsse.brokers.redis import RedisBroker
 from tests.conftest import ROOT, free_port, wait_until
 
 README = ROOT / "README.md"

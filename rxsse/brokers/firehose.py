@@ -1,5 +1,5 @@
 """One reader per process that follows the Redis firehose and hands its entries to the bus, in
-order, across reconnects and data sets that go back in time (see :mod:`rxsse.epochs`)."""
+order, across reconnects and data sets that go back in time (see :mod:`rxsse.brokers.epochs`)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .broker import Entry, Sink
+from ..broker import Entry, Sink
+from ..event import MessageEvent
 from .epochs import FENCE, Epochs, cover, diverges_after, parse_epochs
-from .event import MessageEvent
 
 __all__ = ["UNAVAILABLE", "Firehose", "RedisKeys", "fence", "read_epochs", "unreadable"]
 
@@ -46,7 +46,7 @@ class RedisKeys:
         return f"{self.tag}:k:{key}"
 
     def fence_args(self, token: str) -> tuple[Any, ...]:
-        """The arguments of :data:`rxsse.epochs.FENCE` after the script."""
+        """The arguments of :data:`rxsse.brokers.epochs.FENCE` after the script."""
         return (4, self.seq, self.epoch, self.epochs, self.run, token)
 
 

@@ -8,10 +8,10 @@ import threading
 import time
 from typing import Final
 
-from .broker import Entry, LogConfig, Outgoing, Replay, Sink, parse_event_id
-from .event import MessageEvent
-from .metrics import BusMetrics
-from .topics import TopicPattern
+from ..broker import Entry, LogConfig, Outgoing, Replay, Sink, parse_event_id
+from ..event import MessageEvent
+from ..metrics import BusMetrics
+from ..topics import TopicPattern
 
 __all__ = ["MemoryBroker"]
 
@@ -66,7 +66,7 @@ class MemoryBroker:
     is random per broker, so an id from an earlier process is recognised as unknown."""
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._seq = 0
         self._epoch = secrets.token_hex(3)
         self._logs: dict[str, _TopicLog] = {}
@@ -74,6 +74,8 @@ class MemoryBroker:
         self._log = LogConfig()
         self._keys = _Keys(self._log.key_ttl)
         self._metrics = BusMetrics()
+        self._outgoing: collections.deque[Entry] = collections.deque()  # for the sink, in order
+        self._delivering = False  # a thread is handing _outgoing to the sink
 
     def start(self, sink: Sink, log: LogConfig, metrics: BusMetrics) -> int:
         with self._lock:
@@ -110,8 +112,31 @@ class MemoryBroker:
                 self._keys.add(event.key, event_id, now)
             self._metrics.emitted += 1
             if self._sink is not None:
-                self._sink(entry)  # under the lock: the sink sees entries in sequence order
-            return event_id
+                self._outgoing.append(entry)
+        self._deliver()
+        return event_id
+
+    def _deliver(self) -> None:
+        """Hand the published entries to the sink in sequence order, outside the lock (the
+        sink runs subscribers' code, which may emit, from this thread or another). One thread
+        delivers at a time; an entry published meanwhile is delivered by it, in its turn."""
+        with self._lock:
+            if self._delivering:
+                return
+            self._delivering = True
+        try:
+            while True:
+                with self._lock:
+                    sink = self._sink
+                    if not self._outgoing or sink is None:
+                        self._delivering = False
+                        return
+                    entry = self._outgoing.popleft()
+                sink(entry)
+        except BaseException:
+            with self._lock:
+                self._delivering = False
+            raise
 
     def replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay:
         parsed = parse_event_id(after)
