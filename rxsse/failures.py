@@ -35,6 +35,7 @@ __all__ = [
     "FailurePolicy",
     "Resume",
     "failure_event",
+    "failure_frame",
     "last_event_id",
     "resume_of",
 ]
@@ -150,3 +151,13 @@ def failure_event(
         )
     except ValueError:  # a resume point a client made up, which no id may carry
         return MessageEvent(data, id=f"{_MARK}{failures}:", type=policy.error_event, retry=retry)
+
+
+def failure_frame(
+    error: BaseException | None,
+    request: web.Request,
+    policy: FailurePolicy,
+    last_id: str | None,
+) -> bytes:
+    """The frame that ends a stream that failed after it started (see :func:`failure_event`)."""
+    return failure_event(error, request, policy, resume_of(request), last_id).encode()

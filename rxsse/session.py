@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Final, cast
 
 from aiohttp import web
@@ -19,7 +20,7 @@ from reactivex import Observable, abc
 from .ends import End
 from .errors import json_error
 from .event import MessageEvent
-from .failures import failure_event, resume_of
+from .failures import failure_frame
 from .heartbeat import Heartbeats
 from .options import StreamOptions
 from .scheduler import LoopScheduler
@@ -131,7 +132,12 @@ class StreamSession:
                 self._expiry = writer.loop.call_later(lifetime, self._finish, End.EXPIRED)
             await self._done
             if not cast(End, self._end).client_gone:
-                await writer.finish(self._failure_frame())
+                failure = None
+                if self._end is End.ERROR:
+                    failure = failure_frame(
+                        self._error, writer.request, self._policy, self._last_id
+                    )
+                await writer.finish(failure)
         except asyncio.CancelledError:
             self._finish(End.CANCELLED)
             raise
@@ -163,17 +169,17 @@ class StreamSession:
 
     def on_error(self, error: Exception) -> None:
         """End the stream with a failure (from any thread)."""
-        if threading.get_ident() == self._thread:
-            self._fail(error)
-        else:
-            self._writer.loop.call_soon_threadsafe(self._fail, error)
+        self._on_loop(self._fail, error)
 
     def on_completed(self) -> None:
         """End the stream cleanly (from any thread)."""
+        self._on_loop(self._finish, End.COMPLETED)
+
+    def _on_loop(self, call: Callable[[Any], None], argument: Any) -> None:
         if threading.get_ident() == self._thread:
-            self._finish(End.COMPLETED)
+            call(argument)
         else:
-            self._writer.loop.call_soon_threadsafe(self._finish, End.COMPLETED)
+            self._writer.loop.call_soon_threadsafe(call, argument)
 
     # -- for the loop's watchers -----------------------------------------------------------------
 
@@ -260,14 +266,6 @@ class StreamSession:
                 logger.exception("disposing the subscription of %s failed", writer.request.path)
         if not self._done.done():
             self._done.set_result(None)
-
-    def _failure_frame(self) -> bytes | None:
-        if self._end is not End.ERROR:
-            return None
-        request = self._writer.request
-        resume = resume_of(request)
-        event = failure_event(self._error, request, self._policy, resume, self._last_id)
-        return event.encode()
 
 
 def _http_error(error: BaseException | None) -> web.HTTPException:
