@@ -1,12 +1,13 @@
-"""Live counters of an app's event streams, readable from the app and as Prometheus text."""
+"""Live counters of an app's event streams and of an event bus (as Prometheus metrics: see
+:mod:`rxsse.prometheus`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from .ends import End
 
-__all__ = ["BusMetrics", "StreamMetrics", "prometheus_text"]
+__all__ = ["BusMetrics", "StreamMetrics"]
 
 
 @dataclass
@@ -76,24 +77,3 @@ class BusMetrics:
     emit_failures: int = 0
     emits_rejected: int = 0
     resets: int = 0
-
-
-def prometheus_text(counters: StreamMetrics, bus: BusMetrics | None = None) -> str:
-    """The counters (and the bus's, if given) in the Prometheus text exposition format."""
-    lines: list[str] = []
-    for prefix, group in (("rxsse_", counters), ("rxsse_bus_", bus)):
-        if group is not None:
-            _append(lines, prefix, group)
-    return "\n".join(lines) + "\n"
-
-
-def _append(lines: list[str], prefix: str, counters: StreamMetrics | BusMetrics) -> None:
-    for item in fields(counters):
-        name = f"{prefix}{item.name}"
-        value = getattr(counters, item.name)
-        kind = "gauge" if item.name == "open_streams" else "counter"
-        lines.append(f"# TYPE {name} {kind}")
-        if isinstance(value, dict):
-            lines.extend(f'{name}{{policy="{key}"}} {count}' for key, count in value.items())
-        else:
-            lines.append(f"{name} {value}")

@@ -20,8 +20,9 @@ from .errors import STREAM_VIEW, json_error
 from .errors import json_errors as json_errors_middleware
 from .event import MessageEvent
 from .failures import resume_of
-from .metrics import BusMetrics, StreamMetrics, prometheus_text
+from .metrics import BusMetrics, StreamMetrics
 from .options import StreamKeywords, StreamOptions, options_of
+from .prometheus import CONTENT_TYPE, MetricsExporter
 from .state import Quota, app_state
 from .stream import stream
 
@@ -212,12 +213,13 @@ def setup(
         providers[type(bus)] = lambda request: bus
     if metrics_path is not None:
         bus_counters = getattr(bus, "metrics", None)
-        if not isinstance(bus_counters, BusMetrics):
-            bus_counters = None
+        exporter = MetricsExporter(  # needs prometheus_client: said now, at setup
+            counters, bus_counters if isinstance(bus_counters, BusMetrics) else None
+        )
 
         async def serve_metrics(request: web.Request) -> web.Response:
-            text = prometheus_text(counters, bus_counters)
-            return web.Response(text=text, content_type="text/plain")
+            body = exporter.text().encode()
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
         app.router.add_get(metrics_path, serve_metrics)
     resources: dict[str, web.Resource] = {}

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import reactivex as rx
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 import rxsse
@@ -406,9 +407,10 @@ async def test_the_bus_counters_are_served_with_the_stream_counters(serve):
     bus.emit("t", 1)
     async with client.get("/metrics") as response:
         text = await response.text()
-    assert "rxsse_bus_emitted 1\n" in text
-    assert "rxsse_bus_resets 1\n" in text
-    assert "rxsse_open_streams 1\n" in text
+    samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples["rxsse_bus_emitted_total"] == 1
+    assert samples["rxsse_bus_resets_total"] == 1
+    assert samples["rxsse_open_streams"] == 1
 
 
 class BehindBroker:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import sys
 from typing import Any, Literal
 
 import pytest
@@ -450,3 +451,10 @@ async def test_json_errors_can_be_turned_off(serve):
     async with client.get("/nowhere") as resp:
         assert resp.status == 404
         assert resp.content_type == "text/plain"
+
+
+def test_serving_metrics_without_prometheus_client_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
+    with pytest.raises(RuntimeError, match=r"pip install 'rxsse\[prometheus\]'"):
+        rxsse.setup(web.Application(), metrics_path="/metrics")
+    rxsse.setup(web.Application())  # the counters themselves need nothing

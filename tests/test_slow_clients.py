@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 import reactivex as rx
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 from reactivex import operators as ops
 from reactivex.subject import Subject
 
@@ -62,7 +63,7 @@ async def test_client_reading_nothing_is_disconnected_with_memory_bounded(flood_
     count = FLOOD_BYTES // FRAME_BYTES
     reader, writer = await raw_get(base, f"/flood?size={FRAME_BYTES}&count={count}")
     # ... and read nothing: the server must give up on this client by itself
-    await wait_until_async(lambda c: c["rxsse_overflows"] == 1, session, base)
+    await wait_until_async(lambda c: c["rxsse_overflows_total"] == 1, session, base)
     growth = peak_rss(process.pid) - before
     assert growth < MEMORY_BOUND, f"the server grew by {growth / 2**20:.0f} MiB"
     received = await asyncio.wait_for(reader.read(), timeout=10)  # the connection was closed
@@ -79,13 +80,13 @@ async def test_drop_policies_count_drops_keep_memory_bounded_and_order(flood_ser
         f"{base}/flood?policy={policy}&size={FRAME_BYTES}&count={count}"
     ) as resp:
         # read nothing until the source has emitted everything
-        await wait_until_async(lambda c: c["rxsse_completed"] >= 2, session, base)  # +warm-up
+        await wait_until_async(lambda c: c["rxsse_completed_total"] >= 2, session, base)  # +warm-up
         growth = peak_rss(process.pid) - before
         frames = await FrameReader(resp).rest(timeout=30)
     assert growth < MEMORY_BOUND, f"the server grew by {growth / 2**20:.0f} MiB"
     numbers = [int(f.data.split(" ", 1)[0]) for f in frames]
     assert numbers == sorted(numbers) and len(numbers) < count
-    dropped = (await counters(session, base))[f'rxsse_frames_dropped{{policy="{policy}"}}']
+    dropped = (await counters(session, base))[f'rxsse_frames_dropped_total{{policy="{policy}"}}']
     assert dropped == count - len(numbers)
     if policy == "drop_oldest":
         assert numbers[-1] == count - 1  # the newest survive
@@ -134,8 +135,13 @@ async def test_metrics_count_streams_events_and_endings(serve):
     assert counters_.completed == 1
     async with client.get("/metrics") as resp:
         text = await resp.text()
-    assert "rxsse_streams_total 2" in text
+    assert "rxsse_streams_total 2.0" in text
     assert "# TYPE rxsse_open_streams gauge" in text
+    # Every metric says what it counts, and every counter is named as Prometheus names them.
+    for family in text_string_to_metric_families(text):
+        assert family.documentation and family.documentation != family.name, family.name
+        for sample in family.samples:
+            assert family.type == "gauge" or sample.name.endswith("_total"), sample.name
 
 
 async def test_small_buffer_drop_newest_in_process(serve):
