@@ -63,8 +63,6 @@ class FrameWriter:
         "_owner",
         "_queued",
         "_response",
-        "_stall",
-        "_stall_backlog",
         "_stopped",
         "last_output",
         "loop",
@@ -92,10 +90,8 @@ class FrameWriter:
         self._open = False  # headers sent: frames may be written
         self._stopped = False  # the stream ended: only finish() writes now
         self._queued = False  # waiting in the flusher's queue
-        self._blocked: asyncio.Task[None] | None = None  # a write waiting for the transport
+        self._blocked: _BlockedWrite | None = None  # a write waiting for a slow client
         self._deferred: asyncio.TimerHandle | None = None  # a hot stream's delayed flush
-        self._stall: asyncio.TimerHandle | None = None  # the send timeout of a blocked write
-        self._stall_backlog = 0  # bytes waiting in the transport when it was (re)armed
         self._last_flush = 0.0  # when the last write went out (0: write the next one now)
         self.last_output = self.loop.time()  # when the client last got bytes (heartbeat)
 
@@ -185,13 +181,13 @@ class FrameWriter:
             data = outbox.take(_WRITE_CHUNK)
             self.metrics.events_sent += waiting - len(outbox)
             try:
-                self._blocked = write_now(self._response, data)
+                task = write_now(self._response, data)
             except ConnectionError:
                 self._lost(End.DISCONNECTED)
                 return
-        if self._blocked is not None:  # a slow client: resume once the transport drains
-            self._blocked.add_done_callback(self._drained)
-            self._arm_send_timeout()
+            if task is not None:  # a slow client: resume once the transport drains
+                self._blocked = _BlockedWrite(self, task)
+                task.add_done_callback(self._drained)
 
     def stop(self) -> None:
         """The stream ended: write nothing more until :meth:`finish`, forget the owner."""
@@ -204,17 +200,20 @@ class FrameWriter:
         response = self._response
         try:
             if self._blocked is not None:
-                await self._blocked  # under the send timeout its write armed
+                await self._blocked.task  # under the send timeout
             frames = self._outbox.take_all()
             if last_frame is not None:
                 frames.append(last_frame)
             if frames:
                 self.metrics.events_sent += len(frames)
-                blocked = self._blocked = write_now(response, b"".join(frames))
-                if blocked is not None:  # the last frames may not wait for a stuck client forever
-                    self._arm_send_timeout()
-                    await blocked
-                    self._blocked = None
+                task = write_now(response, b"".join(frames))
+                if task is not None:  # the last frames may not wait for a stuck client forever
+                    blocked = self._blocked = _BlockedWrite(self, task)
+                    try:
+                        await task
+                    finally:
+                        blocked.disarm()
+                        self._blocked = None
             await response.write_eof()
         except ConnectionError:
             pass  # the client is gone: nothing more to send
@@ -222,11 +221,13 @@ class FrameWriter:
     def release(self, *, keep_write: bool) -> None:
         """Cancel the timers, and the waiting write unless ``keep_write`` (when the handler
         returns)."""
-        for handle in (self._deferred, self._stall):
-            if handle is not None:
-                handle.cancel()
-        if self._blocked is not None and not keep_write:
-            self._blocked.cancel()
+        if self._deferred is not None:
+            self._deferred.cancel()
+        blocked = self._blocked
+        if blocked is not None:
+            blocked.disarm()
+            if not keep_write:
+                blocked.task.cancel()
 
     def transport_lost(self) -> bool:
         """Whether the connection is closed or closing."""
@@ -259,8 +260,9 @@ class FrameWriter:
         self.flush()
 
     def _drained(self, task: asyncio.Task[None]) -> None:
-        self._blocked = None
-        self._disarm_send_timeout()
+        blocked, self._blocked = self._blocked, None
+        if blocked is not None:
+            blocked.disarm()
         if task.cancelled():
             return
         if task.exception() is not None:
@@ -268,36 +270,53 @@ class FrameWriter:
         elif self._outbox and not self._stopped:
             self._queue_flush()
 
-    def _arm_send_timeout(self) -> None:
-        """Start the send timeout: the client must take some of what waits in the transport
-        within ``send_timeout`` seconds, and again each period after, or be dropped."""
-        timeout = self._limits.send_timeout
-        if timeout is not None and self._stall is None:
-            transport = self.request.transport
-            self._stall_backlog = transport.get_write_buffer_size() if transport else 0
-            self._stall = self.loop.call_later(timeout, self._send_timed_out)
 
-    def _disarm_send_timeout(self) -> None:
-        if self._stall is not None:
-            self._stall.cancel()
-            self._stall = None
+class _BlockedWrite:
+    """A write waiting for a slow client, under the send timeout: the client must take some of
+    what waits in the transport within ``send_timeout`` seconds, and again each period after,
+    or be dropped. It exists only while the client is slow: an idle stream pays nothing."""
 
-    def _send_timed_out(self) -> None:
-        self._stall = None
-        transport = self.request.transport
-        backlog = transport.get_write_buffer_size() if transport is not None else 0
-        if backlog < self._stall_backlog:  # slow, but it took some: give it another period
-            self._arm_send_timeout()
+    __slots__ = ("backlog", "task", "timer", "writer")
+
+    def __init__(self, writer: FrameWriter, task: asyncio.Task[None]) -> None:
+        self.writer = writer
+        self.task = task
+        self.timer: asyncio.TimerHandle | None = None
+        self.backlog = 0  # bytes waiting in the transport when the timer was (re)armed
+        self._arm()
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _arm(self) -> None:
+        writer = self.writer
+        timeout = writer._limits.send_timeout
+        if timeout is not None:
+            self.backlog = _backlog(writer.request)
+            self.timer = writer.loop.call_later(timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        writer = self.writer
+        if _backlog(writer.request) < self.backlog:  # slow, but it took some: another period
+            self._arm()
             return
         logger.info(
             "dropping the stream of %s: its client took no data for %s s",
-            self.request.remote,
-            self._limits.send_timeout,
+            writer.request.remote,
+            writer._limits.send_timeout,
         )
         # Counted here, not by the end: a stream already ending (shutdown, completion) may be
         # the one stuck writing its last frames.
-        self.metrics.send_timeouts += 1
-        self._drop_client(End.TIMEOUT)
+        writer.metrics.send_timeouts += 1
+        writer._drop_client(End.TIMEOUT)
+
+
+def _backlog(request: web.Request) -> int:
+    transport = request.transport
+    return transport.get_write_buffer_size() if transport is not None else 0
 
 
 _flusher = PerLoop(Flusher).get
