@@ -25,7 +25,6 @@ import gc
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -39,7 +38,7 @@ from typing import Any
 from aiohttp import web
 
 import rxsse
-from bench.common import RESULTS, free_port, wait_for_port
+from bench.common import RESULTS, free_port, start_redis, wait_for_port
 from rxsse import EventBus
 from rxsse.brokers.redis import RedisBroker
 
@@ -299,25 +298,6 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _start_redis() -> tuple[subprocess.Popen[bytes], int]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("the capacity benchmark needs redis-server (Debian package redis-server)")
-    for _ in range(3):  # a free port may be taken meanwhile: another one, then
-        port = free_port()
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--dir", tempfile.mkdtemp()]
-        redis = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        try:
-            asyncio.run(wait_for_port(port, timeout=10))
-        except RuntimeError:
-            redis.kill()
-            redis.wait()
-            continue
-        return redis, port
-    sys.exit("redis-server did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", nargs="+", default=["1x15000", "6x60000"])
@@ -334,7 +314,7 @@ def main() -> None:
         port, count, source = args.client
         asyncio.run(_run_client(int(port), int(count), source))
         return
-    redis, redis_port = _start_redis()
+    redis, redis_port = start_redis()
     rows = []
     try:
         for spec in args.rows:

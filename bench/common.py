@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,3 +72,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], int]:
+    """A redis-server of the benchmark's own on a free loopback port (another port if the
+    one chosen is taken meanwhile); exits when redis-server is not installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("this benchmark needs redis-server (Debian package redis-server)")
+    for _ in range(3):  # a free port may be taken meanwhile: another one, then
+        port = free_port()
+        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--dir", tempfile.mkdtemp()]
+        redis = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        try:
+            asyncio.run(wait_for_port(port, timeout=10))
+        except RuntimeError:
+            redis.kill()
+            redis.wait()
+            continue
+        return redis, port
+    sys.exit("redis-server did not start")

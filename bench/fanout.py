@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 from aiohttp import web
@@ -32,6 +31,7 @@ from bench.common import (
     free_port,
     pin,
     request,
+    start_redis,
     wait_for_port,
 )
 from rxsse import EventBus
@@ -156,15 +156,9 @@ def main() -> None:
         return
     pin(CLIENT_CORE)
     rows = [("in-memory bus", run_one("memory", args.clients, args.events, None))]
-    binary = shutil.which("redis-server")
-    if binary:
-        redis_port = free_port()
-        redis = subprocess.Popen(
-            [binary, "--port", str(redis_port), "--save", "", "--dir", tempfile.mkdtemp()],
-            stdout=subprocess.DEVNULL,
-        )
+    if shutil.which("redis-server"):
+        redis, redis_port = start_redis()
         try:
-            asyncio.run(wait_for_port(redis_port))
             url = f"redis://127.0.0.1:{redis_port}/0"
             rows.append(("RedisBroker", run_one("redis", args.clients, args.events, url)))
         finally:
