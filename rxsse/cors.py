@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
@@ -149,12 +149,19 @@ def _as_sent(origin: str) -> str:
 
 # -- installing a policy on an app ------------------------------------------------------------
 
-_POLICY: Final = web.AppKey("rxsse.cors", CORS)
-_RESOURCES: Final = web.AppKey["set[web.Resource]"]("rxsse.cors_resources")
+
+class CorsState(Protocol):
+    """Where an app keeps its policy and the resources it covers (``rxsse.state.AppState``)."""
+
+    cors: CORS | None
+    cors_resources: set[web.Resource]
 
 
 def install_cors(
-    app: web.Application, cors: CORS | None, resources: Iterable[web.Resource]
+    app: web.Application,
+    state: CorsState,
+    cors: CORS | None,
+    resources: Iterable[web.Resource],
 ) -> None:
     """Record the resources ``setup`` registered; once the app has a policy (given now or by an
     earlier ``setup``), each of them answers preflights and its responses get the headers.
@@ -162,13 +169,11 @@ def install_cors(
     Raises:
         ValueError: when the app was already given a different policy.
     """
-    known = app.get(_RESOURCES)
-    if known is None:
-        known = app[_RESOURCES] = set()
+    known = state.cors_resources
     known.update(resources)
-    policy = app.get(_POLICY)
+    policy = state.cors
     if cors is not None and policy is None:
-        app[_POLICY] = policy = cors
+        state.cors = policy = cors
         app.on_response_prepare.append(_headers_hook(cors, known))
     elif cors is not None and cors != policy:
         raise ValueError("this app already has another CORS policy: give cors= to setup() once")

@@ -239,9 +239,7 @@ def setup(
             if resource is None:
                 resource = resources[full_path] = app.router.add_resource(full_path)
             resource.add_route(spec.method, view)
-    if cors is not None:
-        state.cors = cors
-    install_cors(app, cors, resources.values())
+    install_cors(app, state, cors, resources.values())
 
 
 def _install_bus(app: web.Application, bus: _Lifecycle) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 
+from .cors import CORS
 from .event import MessageEvent
 from .metrics import StreamMetrics
 
@@ -64,6 +65,7 @@ class AppState:
         final_event: sent to every open stream at shutdown, before it ends.
         bus: the event bus ``setup`` started with the app (if any).
         cors: the CORS policy of the app's rxsse routes (if any).
+        cors_resources: the resources that policy covers (every ``setup``'s).
     """
 
     metrics: StreamMetrics = field(default_factory=StreamMetrics)
@@ -71,7 +73,8 @@ class AppState:
     quota: Quota = field(default_factory=lambda: Quota(None))
     final_event: MessageEvent | None = None
     bus: Any = None
-    cors: Any = None
+    cors: CORS | None = None
+    cors_resources: set[web.Resource] = field(default_factory=set)
 
 
 #: rxsse's one key in an application.
