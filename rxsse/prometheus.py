@@ -47,15 +47,17 @@ class _Collector:
     """Reads the counters at each scrape (nothing is copied in between)."""
 
     def __init__(self, streams: StreamMetrics, bus: BusMetrics | None) -> None:
-        self._groups: list[tuple[str, Any]] = [("rxsse_", streams)]
+        # The help texts are read from the docstrings once, here, not at each scrape.
+        self._groups: list[tuple[str, StreamMetrics | BusMetrics, dict[str, str]]] = [
+            ("rxsse_", streams, _helps(StreamMetrics))
+        ]
         if bus is not None:
-            self._groups.append(("rxsse_bus_", bus))
+            self._groups.append(("rxsse_bus_", bus, _helps(BusMetrics)))
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        for prefix, group in self._groups:
-            helps = _helps(type(group))
+        for prefix, group, helps in self._groups:
             for item in dataclasses.fields(group):
                 name, value = prefix + item.name, getattr(group, item.name)
                 help_text = helps.get(item.name, item.name.replace("_", " "))
