@@ -74,10 +74,9 @@ class StreamSession:
                 "rxsse.stream() needs rxsse.setup(app) on its application, before it starts "
                 "(rxsse counts the app's streams and ends them at shutdown)"
             )
-        metrics = state.metrics
         self._thread = threading.get_ident()
-        # The writer holds the request, the counters and the loop for both.
-        self._writer = writer = FrameWriter(request, response, limits, metrics, self)
+        # The writer holds the request, the app state and the loop for both.
+        self._writer = writer = FrameWriter(request, response, limits, state, self)
         self._done: asyncio.Future[None] = writer.loop.create_future()
         self._subscription: abc.DisposableBase | None = None
         self._end: End | None = None
@@ -107,8 +106,8 @@ class StreamSession:
     ) -> web.StreamResponse:
         """Subscribe, send the headers, stream frames until the end; return ``response``."""
         writer = self._writer
-        streams = writer.request.config_dict[STATE].streams  # the app's open streams
-        metrics = writer.metrics
+        streams = writer.state.streams  # the app's open streams
+        metrics = writer.state.metrics
         opened = False
         try:
             self._subscribe(source)
@@ -254,10 +253,10 @@ class StreamSession:
         self._end = end
         writer = self._writer
         writer.stop()
-        writer.request.config_dict[STATE].streams.discard(self)  # shutdown and watch see it go
+        writer.state.streams.discard(self)  # shutdown and the watch see it go
         if self._heartbeat is not None:
             _heartbeats(writer.loop).discard(self)
-        writer.metrics.record_end(end)
+        writer.state.metrics.record_end(end)
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             try:

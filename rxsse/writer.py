@@ -13,8 +13,8 @@ from aiohttp import web
 from .ends import End
 from .event import comment_line
 from .limits import StreamLimits
-from .metrics import StreamMetrics
 from .outbox import Outbox
+from .state import AppState
 from .watch import detect_dead_peer
 from .writing import Flusher, PerLoop, write_now
 
@@ -66,8 +66,8 @@ class FrameWriter:
         "_stopped",
         "last_output",
         "loop",
-        "metrics",
         "request",
+        "state",
     )
 
     def __init__(
@@ -75,12 +75,12 @@ class FrameWriter:
         request: web.Request,
         response: web.StreamResponse,
         limits: StreamLimits,
-        metrics: StreamMetrics,
+        state: AppState,
         owner: WriterOwner,
     ) -> None:
         # (The session reads these three here: a stream does not hold them twice.)
         self.request = request
-        self.metrics = metrics
+        self.state = state
         self.loop = asyncio.get_running_loop()
         self._response = response
         self._limits = limits
@@ -134,7 +134,7 @@ class FrameWriter:
             self._drop_client(End.OVERFLOW)
             return
         if outbox.dropped:
-            self.metrics.frames_dropped[self._limits.overflow] += outbox.dropped
+            self.state.metrics.frames_dropped[self._limits.overflow] += outbox.dropped
             outbox.dropped = 0
         if self._queued or not self._open or self._blocked is not None:
             return
@@ -179,7 +179,7 @@ class FrameWriter:
         while outbox and self._blocked is None:
             waiting = len(outbox)
             data = outbox.take(_WRITE_CHUNK)
-            self.metrics.events_sent += waiting - len(outbox)
+            self.state.metrics.events_sent += waiting - len(outbox)
             try:
                 task = write_now(self._response, data)
             except ConnectionError:
@@ -205,7 +205,7 @@ class FrameWriter:
             if last_frame is not None:
                 frames.append(last_frame)
             if frames:
-                self.metrics.events_sent += len(frames)
+                self.state.metrics.events_sent += len(frames)
                 task = write_now(response, b"".join(frames))
                 if task is not None:  # the last frames may not wait for a stuck client forever
                     blocked = self._blocked = _BlockedWrite(self, task)
@@ -310,7 +310,7 @@ class _BlockedWrite:
         )
         # Counted here, not by the end: a stream already ending (shutdown, completion) may be
         # the one stuck writing its last frames.
-        writer.metrics.send_timeouts += 1
+        writer.state.metrics.send_timeouts += 1
         writer._drop_client(End.TIMEOUT)
 
 
