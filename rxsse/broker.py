@@ -13,12 +13,10 @@ is recognised as such and answered with a ``reset``, never resumed at the wrong 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeAlias
 
@@ -30,11 +28,9 @@ __all__ = [
     "Broker",
     "EmitError",
     "EmitFailures",
-    "Emitted",
     "Entry",
     "LogConfig",
     "Outgoing",
-    "PendingId",
     "Replay",
     "Sink",
     "parse_event_id",
@@ -99,28 +95,37 @@ class LogConfig:
 Replay: TypeAlias = "list[Entry] | None"
 #: Where a broker hands every entry it delivers, in sequence order.
 Sink: TypeAlias = Callable[[Entry], None]
-#: What ``emit`` returns: the id, or an awaitable of it (a concurrent future when called from
-#: another thread) with a broker that must ask a server for it.
-Emitted: TypeAlias = "str | Awaitable[str] | concurrent.futures.Future[str]"
-#: An id still to come: the future ``emit`` returned.
-PendingId: TypeAlias = "asyncio.Future[str] | concurrent.futures.Future[str]"
 
 
 class Broker(Protocol):
-    """Carries events between ``emit`` and the bus's subscribers, and keeps the replay log."""
+    """Carries events between the bus's publishers and its subscribers, and keeps the replay
+    log. The bus calls every method but :meth:`bind` on its event loop.
 
-    def start(self, sink: Sink, log: LogConfig, metrics: BusMetrics) -> int | Awaitable[int]:
-        """Begin handing every published entry to ``sink``, in sequence order, on the running
-        loop (or synchronously). Return the sequence number of the newest published entry."""
+    Publishing needs no :meth:`start`: a process that only publishes never reads.
+    """
 
-    def publish(self, event: Outgoing) -> Emitted:
-        """Assign the next id to an event and publish it; return the id (or an awaitable).
-        An event whose key was published already is not published again: its id is
-        returned."""
+    def bind(self, log: LogConfig, metrics: BusMetrics) -> None:
+        """Take the bus's log settings and counters (once, when the bus is made; no I/O)."""
 
-    def replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay | Awaitable[Replay]:
+    async def publish(self, event: Outgoing) -> str:
+        """Assign the next id to an event, publish it and return its id. An event whose key
+        was published already is not published again: the first one's id is returned.
+
+        Raises:
+            EmitError: the broker could not confirm it (counted in the bus's metrics).
+        """
+
+    async def start(self, sink: Sink) -> int:
+        """Begin handing every published entry to ``sink``, in sequence order, on the loop;
+        return the sequence number of the newest published entry."""
+
+    async def replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay:
         """The logged entries of topics matching ``pattern`` after the id ``after``, up to
-        sequence number ``upto``; None if ``after`` is unknown, lost or trimmed."""
+        sequence number ``upto``; None if ``after`` is unknown, lost or trimmed.
+
+        Raises:
+            ConnectionError: the broker cannot be reached now (the bus asks again).
+        """
 
     def event_id(self, seq: int) -> str:
         """The id of sequence number ``seq``."""
@@ -144,21 +149,18 @@ def parse_event_id(event_id: str) -> tuple[int, str] | None:
     return int(match[1]), match[2]
 
 
-def resolve(future: PendingId, event_id: str) -> None:
-    """Give an emit its id, unless it was cancelled meanwhile (a thread gave up waiting)."""
-    # (cancelled from another thread between done() and set_result: nothing to give)
-    with contextlib.suppress(asyncio.InvalidStateError, concurrent.futures.InvalidStateError):
-        if not future.done():
-            future.set_result(event_id)
+def resolve(future: asyncio.Future[str], event_id: str) -> None:
+    """Give an emit its id, unless its publisher stopped waiting (it was cancelled)."""
+    if not future.done():
+        future.set_result(event_id)
 
 
 class EmitFailures:
     """Fails emits and reports them: counted in the bus's metrics, and logged once per burst
     (at most one line a second, the last failures of a burst included), never once per emit.
 
-    A failed future's exception is marked as seen, so fire-and-forget emits do not make
-    asyncio log "Future exception was never retrieved" for each of them; awaiting one still
-    raises.
+    A failed future's exception is marked as seen, so asyncio does not log "Future exception
+    was never retrieved" for an emit whose publisher was cancelled meanwhile.
     """
 
     def __init__(self, logger: logging.Logger, metrics: BusMetrics, where: str) -> None:
@@ -171,20 +173,16 @@ class EmitFailures:
         self._pending_log: asyncio.TimerHandle | None = None
 
     def fail(
-        self, futures: Iterable[PendingId], error: EmitError, *, rejected: bool = False
+        self, futures: Iterable[asyncio.Future[str]], error: EmitError, *, rejected: bool = False
     ) -> None:
         """Fail each of ``futures`` with ``error`` (``rejected``: refused without trying).
         Call on the event loop."""
         count = 0
         for future in futures:
             if future.done():
-                continue
-            try:
-                future.set_exception(error)
-            except (asyncio.InvalidStateError, concurrent.futures.InvalidStateError):
-                continue  # cancelled meanwhile
-            if isinstance(future, asyncio.Future):
-                future.exception()  # seen: no "never retrieved" log when nobody awaits it
+                continue  # its publisher was cancelled
+            future.set_exception(error)
+            future.exception()  # seen: no "never retrieved" log when nobody awaits it
             count += 1
         if not count:
             return

@@ -14,25 +14,27 @@ replay is out. If the log no longer holds everything after ``last_event_id`` the
 a ``reset`` event (with id ``W``) instead, then the live events. If the broker's data set loses
 events (a Redis that restarts empty, or from an older snapshot), every subscriber gets a
 ``reset`` where the loss begins, then the new data set's events: a gap is always announced.
+
+A bus belongs to the first event loop it is used on. It reads from its broker only once
+someone subscribes (or ``start()`` is awaited, as ``setup`` does): a process that only
+publishes runs no reader.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
-import inspect
 import logging
-import threading
 import time
-from collections.abc import Awaitable
 from typing import Any, Final
 
 from reactivex import Observable, abc
 
 from . import payload
-from .broker import Broker, Emitted, Entry, LogConfig, Outgoing, Replay, parse_event_id
+from .broker import Broker, EmitError, Entry, LogConfig, Outgoing, Replay
 from .brokers.memory import MemoryBroker
+from .channels import Channels, Subscriber
+from .eager import Waiting, first_step
 from .event import MessageEvent
 from .metrics import BusMetrics
 from .sources import Attachable
@@ -62,7 +64,6 @@ class EventBus:
     Example:
         >>> bus = EventBus()
         >>> bus.emit("orders.created", {"id": 7})
-        '1-...'
         >>> bus.on("orders.*", last_event_id="1-...")  # doctest: +SKIP
     """
 
@@ -87,84 +88,92 @@ class EventBus:
         self.log = LogConfig(history=history, max_age=max_age, key_ttl=key_ttl)
         #: Live counters: emits published, failed and refused; resets sent.
         self.metrics = BusMetrics()
+        self.broker.bind(self.log, self.metrics)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
-        self._start_lock = threading.Lock()
-        self._queue: collections.deque[Entry] = collections.deque()
-        self._draining = False
-        self._drain_scheduled = False
+        self._starting: asyncio.Task[None] | None = None
+        self._channels = Channels(self.metrics)
         self._watermark = 0
-        self._exact: dict[str, _Channel] = {}
-        self._patterns: dict[str, _Channel] = {}
-        self._subscribers = 0
+        self._queue: collections.deque[Entry] = collections.deque()  # from the broker, in order
+        self._draining = False
+        self._inbox: collections.deque[Outgoing] = collections.deque()  # emits from threads
+        self._inbox_scheduled = False
+        self._emitting: set[asyncio.Task[str]] = set()  # emits waiting for their broker
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect the broker and bind the bus to the running loop (``setup`` calls this)."""
-        if self._started:
-            return
-        self._loop = asyncio.get_running_loop()
-        head = self.broker.start(self._accept, self.log, self.metrics)
-        self._watermark = await head if inspect.isawaitable(head) else head
-        self._started = True
-
-    def _start_now(self) -> None:
-        """Start a broker that needs no I/O (the in-memory one) from a sync subscribe."""
-        with self._start_lock:
-            if self._started:
-                return
-            head = self.broker.start(self._accept, self.log, self.metrics)
-            if inspect.isawaitable(head):
-                if inspect.iscoroutine(head):
-                    head.close()
-                raise RuntimeError(
-                    "this bus's broker must be started first: await bus.start(), "
-                    "or pass bus= to rxsse.setup()"
-                )
-            self._loop = asyncio.get_running_loop()
-            self._watermark = head
-            self._started = True
+        """Start reading from the broker now rather than at the first subscriber: ``setup``
+        does, so that a broker that cannot be reached is found when the app starts."""
+        await self._ensure_started()
 
     async def close(self) -> None:
         """Complete every subscriber and close the broker."""
-        for channel in [*self._exact.values(), *self._patterns.values()]:
-            for subscriber in list(channel.subscribers):
-                subscriber.observer.on_completed()
-        self._exact.clear()
-        self._patterns.clear()
-        self._subscribers = 0
+        self._channels.complete_all()
         await self.broker.close()
         self._started = False
+        self._loop = None
 
     @property
     def live_subscriptions(self) -> int:
         """How many ``on()`` subscriptions are live in this process."""
-        return self._subscribers
+        return self._channels.subscribers
 
     @property
     def topics_watched(self) -> int:
         """How many distinct topics and patterns have live subscribers here."""
-        return len(self._exact) + len(self._patterns)
+        return self._channels.watched
+
+    def _own_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop this bus runs on: the running one, when it is first used on one."""
+        loop = self._loop
+        if loop is None or loop.is_closed():  # (a bus that outlived its loop: take the new one)
+            try:
+                loop = self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return None
+        return loop
+
+    async def _ensure_started(self) -> None:
+        if self._started:
+            return
+        loop = self._own_loop()
+        if loop is None or not _on_loop(loop):
+            raise RuntimeError("subscribe to a bus on the event loop it runs on")
+        if self._starting is None:
+            step = first_step(self._start_broker())
+            if not isinstance(step, Waiting):
+                return  # started at once (the in-memory broker)
+            self._starting = loop.create_task(step.finish(), name="rxsse-bus-start")
+            self._starting.add_done_callback(_retrieve)
+        await asyncio.shield(self._starting)  # a subscriber that leaves does not stop it
+
+    async def _start_broker(self) -> None:
+        try:
+            self._watermark = await self.broker.start(self._accept)
+            self._started = True
+        finally:
+            self._starting = None
 
     # -- publishing ---------------------------------------------------------------------------
 
     def emit(
         self, topic: str, data: Any, *, type: str | None = None, key: str | None = None
-    ) -> Emitted:
-        """Publish ``data`` on ``topic`` and return its id.
+    ) -> None:
+        """Publish ``data`` on ``topic`` and go on: fire and forget.
 
         ``data`` is checked and encoded as JSON here, once, whatever the broker: what cannot be
-        sent to a browser is refused before anything is stored. With a broker that must ask a
-        server for the id (Redis) the result is an awaitable of it, or a
-        ``concurrent.futures.Future`` when called off the loop's thread. Safe from Rx callbacks
-        and other threads.
+        sent to a browser is refused before anything is stored. With the in-memory broker the
+        event is published, and delivered to this process's subscribers, before ``emit``
+        returns. An emit the broker cannot confirm (Redis unreachable) is counted in
+        ``bus.metrics.emit_failures`` and logged; ``await bus.publish(...)`` to learn its id or
+        its failure. Safe from Rx callbacks and from other threads (their emits are published
+        on the bus's loop, in order).
 
         ``key`` makes the emit idempotent: an emit with a key that was published within
-        ``key_ttl`` seconds is not published again, and gets the first one's id. If an emit
-        fails with :class:`EmitError` the event may or may not have been published (the
-        server may have run it before the answer was lost): emit it again with the same key
-        to publish it exactly once.
+        ``key_ttl`` seconds is not published again. An emit that failed may or may not have
+        been published (the server may have run it before the answer was lost): emit it again
+        with the same key to publish it exactly once.
 
         Raises:
             ValueError: for a topic that is not a concrete name, a bad ``type`` or ``key``, or
@@ -172,79 +181,85 @@ class EventBus:
                 ``json`` cannot serialise).
         """
         event = _outgoing(topic, data, type, key)
-        if not self._started and self._loop is None:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                pass  # no loop here: the event is logged; subscribers start later
-            else:
-                self._start_now()
-        return self.broker.publish(event)
+        loop = self._own_loop()
+        if loop is None or _on_loop(loop):
+            self._publish_now(event)
+            return
+        self._inbox.append(event)  # another thread: one hop to the loop per batch of emits
+        if not self._inbox_scheduled:
+            self._inbox_scheduled = True
+            loop.call_soon_threadsafe(self._publish_inbox)
 
     async def publish(
         self, topic: str, data: Any, *, type: str | None = None, key: str | None = None
     ) -> str:
-        """``emit`` for async code, with any broker: wait until the event is published and
-        return its id.
+        """Publish like :meth:`emit`, wait until the broker confirms it, and return its id.
 
         Raises:
-            EmitError: the broker could not confirm the emit (see :meth:`emit`).
+            ValueError: as :meth:`emit`.
+            EmitError: the broker could not confirm it (see :meth:`emit`).
 
         Example:
             >>> await bus.publish("orders.created", {"id": 7}, key="order-7")  # doctest: +SKIP
             '2-...'
         """
-        result = self.emit(topic, data, type=type, key=key)
-        if isinstance(result, str):
-            return result
-        if isinstance(result, concurrent.futures.Future):
-            return await asyncio.wrap_future(result)
-        return await result
+        event = _outgoing(topic, data, type, key)
+        loop = self._own_loop()
+        if loop is not None and not _on_loop(loop):  # from another loop: publish on the bus's
+            future = asyncio.run_coroutine_threadsafe(self.broker.publish(event), loop)
+            return await asyncio.wrap_future(future)
+        return await self.broker.publish(event)
 
     @property
     def origin_id(self) -> str:
         """An id before every event: ``on(topic, last_event_id=bus.origin_id)`` replays the
-        topic's whole log (or starts with ``reset`` if the log was trimmed)."""
+        topic's whole log (or starts with ``reset`` if the log was trimmed). Exact once the
+        bus has started."""
         return self.broker.event_id(0)
 
-    def _accept(self, entry: Entry) -> None:
-        """The broker's sink: queue in sequence order, deliver on the loop."""
-        loop = self._loop
-        if loop is None:
-            return  # nobody can be subscribed before the bus is bound to a loop
-        self._queue.append(entry)
-        if _on_loop(loop):
-            self._drain()
-        elif not self._drain_scheduled:
-            self._drain_scheduled = True
-            loop.call_soon_threadsafe(self._drain)
+    def _publish_now(self, event: Outgoing) -> None:
+        try:
+            step = first_step(self.broker.publish(event))
+        except EmitError:
+            return  # counted and logged by the broker
+        if isinstance(step, Waiting):  # e.g. Redis: its answer arrives later
+            task = asyncio.get_running_loop().create_task(step.finish())
+            self._emitting.add(task)
+            task.add_done_callback(self._emitted)
 
-    def _drain(self) -> None:
-        self._drain_scheduled = False
+    def _emitted(self, task: asyncio.Task[str]) -> None:
+        self._emitting.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None and not isinstance(error, EmitError):  # (those the broker counts)
+            self.metrics.emit_failures += 1
+            logger.error("an emit failed", exc_info=error)
+
+    def _publish_inbox(self) -> None:
+        self._inbox_scheduled = False
+        inbox = self._inbox
+        while inbox:
+            try:
+                self._publish_now(inbox.popleft())
+            except Exception:
+                self.metrics.emit_failures += 1
+                logger.exception("an emit from another thread failed")
+
+    def _accept(self, entry: Entry) -> None:
+        """The broker's sink (on the loop): deliver in sequence order."""
+        self._queue.append(entry)
         if self._draining:
             return  # an emit from inside a subscriber: the outer loop delivers it, in order
         self._draining = True
         try:
             queue = self._queue
             while queue:
-                self._fan_out(queue.popleft())
+                entry = queue.popleft()
+                self._watermark = entry.seq
+                self._channels.fan_out(entry)
         finally:
             self._draining = False
-
-    def _fan_out(self, entry: Entry) -> None:
-        self._watermark = entry.seq
-        if entry.topic is None:  # the data set lost events: every subscriber is told
-            for every in [*self._exact.values(), *self._patterns.values()]:
-                self.metrics.resets += len(every.subscribers)
-                every.push(entry)
-            return
-        channel = self._exact.get(entry.topic)
-        if channel is not None:
-            channel.push(entry)
-        if self._patterns:
-            for pattern_channel in list(self._patterns.values()):
-                if pattern_channel.pattern.matches(entry.topic):
-                    pattern_channel.push(entry)
 
     # -- subscribing --------------------------------------------------------------------------
 
@@ -254,7 +269,8 @@ class EventBus:
         With ``last_event_id`` it first replays what came after that id from the log, then
         continues live, with no gap and no duplicate. If that id is unknown or older than the
         log, the stream starts with ``MessageEvent(type="reset")`` (so the client reloads its
-        state), then continues live. Subscribe on the event loop.
+        state), then continues live. Subscribe on the event loop; the first subscriber starts
+        the bus if it is not started.
 
         Raises:
             ValueError: for an invalid topic or pattern.
@@ -267,50 +283,48 @@ class EventBus:
         last_event_id: str | None,
         observer: abc.ObserverBase[MessageEvent],
     ) -> abc.DisposableBase:
-        if not self._started:
-            self._start_now()
-        subscriber = _Subscriber(observer, self.metrics, resume_from=last_event_id)
-        channel = self._join(pattern, subscriber)
-        leave = _Leave(self, channel, subscriber)
-        if last_event_id is not None:
-            upto = self._watermark
+        subscriber = Subscriber(observer, self.metrics, resume_from=last_event_id)
+        leave = _Leave(self._channels, subscriber)
+        step = first_step(self._attach(pattern, last_event_id, subscriber))
+        if isinstance(step, Waiting):  # for the broker to start, or for the replay
+            leave.task = asyncio.get_running_loop().create_task(step.finish())
+        return leave
+
+    async def _attach(
+        self, pattern: TopicPattern, last_event_id: str | None, subscriber: Subscriber
+    ) -> None:
+        try:
+            await self._ensure_started()
+            self._channels.join(pattern, subscriber)
+            if last_event_id is None:
+                return
+            upto = self._watermark  # (read as it joins: no await in between)
             reset = MessageEvent(
                 {"reason": "the resume point is not in the log"},
                 type="reset",
                 id=self.broker.event_id(upto),
             )
-            try:
-                replay = self.broker.replay(pattern, last_event_id, upto)
-            except Exception as exc:
-                observer.on_error(exc)
-            else:
-                if inspect.isawaitable(replay):
-                    retry = _Retry(self.broker, pattern, last_event_id, upto)
-                    leave.replay_task = asyncio.get_running_loop().create_task(
-                        _finish_later(subscriber, replay, retry, reset)
-                    )
-                else:
-                    subscriber.finish_replay(replay, reset)
-        return leave
-
-    def _join(self, pattern: TopicPattern, subscriber: _Subscriber) -> _Channel:
-        channels = self._exact if pattern.is_exact else self._patterns
-        channel = channels.get(pattern.text)
-        if channel is None:
-            channel = channels[pattern.text] = _Channel(pattern)
-        channel.subscribers.add(subscriber)
-        self._subscribers += 1
-        return channel
-
-    def _leave(self, channel: _Channel, subscriber: _Subscriber) -> None:
-        if subscriber not in channel.subscribers:
+            entries = await self._replay(pattern, last_event_id, upto)
+        except Exception as exc:
+            subscriber.observer.on_error(exc)
             return
-        channel.subscribers.discard(subscriber)
-        self._subscribers -= 1
-        if not channel.subscribers:  # the last subscriber frees the channel
-            channels = self._exact if channel.pattern.is_exact else self._patterns
-            if channels.get(channel.pattern.text) is channel:
-                del channels[channel.pattern.text]
+        subscriber.finish_replay(entries, reset)
+
+    async def _replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay:
+        """The broker's replay. While the broker cannot be reached (a Redis restarting), ask
+        again with backoff for up to :data:`REPLAY_PATIENCE` seconds: the client's stream
+        stays open and its live events wait in its buffer."""
+        deadline = time.monotonic() + REPLAY_PATIENCE
+        delay = 0.05
+        while True:
+            try:
+                return await self.broker.replay(pattern, after, upto)
+            except (ConnectionError, TimeoutError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.info("a resume could not reach the broker (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
 
 def _outgoing(topic: str, data: Any, type: str | None, key: str | None) -> Outgoing:
@@ -345,6 +359,12 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a start's failure as seen: its waiters have it (if they are still waiting)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class _TopicStream(Attachable[MessageEvent]):
     """What ``bus.on()`` returns. A class rather than ``rx.create`` and closures: an idle
     stream holds its subscription for hours, and closures and reactivex's disposables (each
@@ -365,125 +385,17 @@ class _TopicStream(Attachable[MessageEvent]):
 
 
 class _Leave(abc.DisposableBase):
-    """Disposing a subscription: its replay (if still out) is cancelled, and it leaves its
-    channel (the last one out frees it)."""
+    """Disposing a subscription: what it still waits for (a start, a replay) is cancelled,
+    and it leaves its channel (the last one out frees it)."""
 
-    __slots__ = ("bus", "channel", "replay_task", "subscriber")
+    __slots__ = ("channels", "subscriber", "task")
 
-    def __init__(self, bus: EventBus, channel: _Channel, subscriber: _Subscriber) -> None:
-        self.bus = bus
-        self.channel = channel
+    def __init__(self, channels: Channels, subscriber: Subscriber) -> None:
+        self.channels = channels
         self.subscriber = subscriber
-        self.replay_task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None
 
     def dispose(self) -> None:
-        if self.replay_task is not None:
-            self.replay_task.cancel()
-        self.bus._leave(self.channel, self.subscriber)
-
-
-class _Retry:
-    """Asks a broker for the same replay again."""
-
-    __slots__ = ("after", "broker", "pattern", "upto")
-
-    def __init__(self, broker: Broker, pattern: TopicPattern, after: str, upto: int) -> None:
-        self.broker = broker
-        self.pattern = pattern
-        self.after = after
-        self.upto = upto
-
-    def __call__(self) -> Replay | Awaitable[Replay]:
-        return self.broker.replay(self.pattern, self.after, self.upto)
-
-
-async def _finish_later(
-    subscriber: _Subscriber, replay: Awaitable[Replay], retry: _Retry, reset: MessageEvent
-) -> None:
-    """Wait for a replay; while the broker cannot be reached (a Redis restarting), ask again
-    with backoff for up to :data:`REPLAY_PATIENCE` seconds: the client's stream stays open
-    and its live events wait in its buffer."""
-    deadline = time.monotonic() + REPLAY_PATIENCE
-    delay = 0.05
-    while True:
-        try:
-            entries = await replay
-        except (ConnectionError, TimeoutError) as exc:
-            if time.monotonic() + delay > deadline:
-                subscriber.observer.on_error(exc)
-                return
-            logger.info("a resume could not reach the broker (%s); retrying", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-            next_try = retry()
-            if not inspect.isawaitable(next_try):
-                subscriber.finish_replay(next_try, reset)
-                return
-            replay = next_try
-        except Exception as exc:
-            subscriber.observer.on_error(exc)
-            return
-        else:
-            subscriber.finish_replay(entries, reset)
-            return
-
-
-class _Subscriber:
-    """One ``on()`` subscription: buffers live entries while its replay is out, and skips
-    those the client already has (it may resume from a point past this process's watermark,
-    when it comes from a process whose reader was ahead)."""
-
-    __slots__ = ("buffer", "metrics", "observer", "replaying", "seen")
-
-    def __init__(
-        self,
-        observer: abc.ObserverBase[MessageEvent],
-        metrics: BusMetrics,
-        *,
-        resume_from: str | None,
-    ) -> None:
-        self.observer = observer
-        self.metrics = metrics
-        self.replaying = resume_from is not None
-        point = parse_event_id(resume_from) if resume_from is not None else None
-        self.seen = point[0] if point is not None else 0  # entries up to it: the client has them
-        self.buffer: list[Entry] = []  # live entries while the replay is out
-
-    def push(self, entry: Entry) -> None:
-        if self.replaying:
-            self.buffer.append(entry)
-        elif entry.topic is None:  # a reset: what follows it is new, whatever its number
-            self.seen = entry.seq
-            self.observer.on_next(entry.event)
-        elif entry.seq > self.seen:
-            self.observer.on_next(entry.event)
-
-    def finish_replay(self, entries: Replay, reset: MessageEvent) -> None:
-        if entries is None:  # the client's point is not in the log: its number means nothing
-            self.seen = 0
-            self.metrics.resets += 1
-            self.observer.on_next(reset)
-        else:
-            for entry in entries:
-                self.observer.on_next(entry.event)
-        self.replaying = False
-        buffer, self.buffer = self.buffer, []
-        for entry in buffer:
-            self.push(entry)
-
-
-class _Channel:
-    """The local subscribers of one topic or pattern."""
-
-    __slots__ = ("pattern", "subscribers")
-
-    def __init__(self, pattern: TopicPattern) -> None:
-        self.pattern = pattern
-        self.subscribers: set[_Subscriber] = set()
-
-    def push(self, entry: Entry) -> None:
-        for subscriber in list(self.subscribers):
-            try:
-                subscriber.push(entry)
-            except Exception:  # one broken observer must not starve the others
-                logger.exception("a subscriber of %s failed", self.pattern.text)
+        if self.task is not None:
+            self.task.cancel()
+        self.channels.leave(self.subscriber)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Coroutine, Generator
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
 from aiohttp import web
+
+from .eager import Waiting, first_step
 
 __all__ = ["Flusher", "PerLoop", "write_now"]
 
@@ -49,43 +51,10 @@ def write_now(response: web.StreamResponse, data: bytes) -> asyncio.Task[None] |
     Raises:
         ConnectionError: the client is gone.
     """
-    coroutine = response.write(data)
-    try:
-        waiting_on = coroutine.send(None)
-    except StopIteration:
-        return None
-    return asyncio.get_running_loop().create_task(_resume(coroutine, waiting_on))
-
-
-async def _resume(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    await _Started(coroutine, waiting_on)
-
-
-class _Started:
-    """Awaitable that finishes a coroutine whose first step already ran (and yielded
-    ``waiting_on``, the future it waits for), so a task can take over from there."""
-
-    __slots__ = ("_coroutine", "_waiting_on")
-
-    def __init__(self, coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-        self._coroutine = coroutine
-        self._waiting_on = waiting_on
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coroutine, value = self._coroutine, self._waiting_on
-        while True:
-            try:
-                sent = yield value
-            except BaseException as exc:  # cancellation and the like go to the coroutine
-                try:
-                    value = coroutine.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    value = coroutine.send(sent)
-                except StopIteration:
-                    return
+    step = first_step(response.write(data))
+    if isinstance(step, Waiting):
+        return asyncio.get_running_loop().create_task(step.finish())
+    return None
 
 
 class _Flushable(Protocol):

@@ -225,6 +225,14 @@ class RedisServer:
             sock.sendall(" ".join(words).encode() + b"\r\n")
             return sock.makefile("rb").readline().strip()
 
+    def clients(self) -> list[str]:
+        """``CLIENT LIST``: one line per connection (its last command in ``cmd=``)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+            sock.sendall(b"CLIENT LIST\r\n")
+            answer = sock.makefile("rb")
+            length = int(answer.readline().strip()[1:])  # a bulk string: $<length>
+            return answer.read(length).decode().splitlines()
+
     def save(self) -> None:
         """Write a snapshot (dump.rdb) of the data as it is now."""
         assert self.command("SAVE") == b"+OK"

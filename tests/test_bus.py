@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import random
 import threading
 import time
@@ -18,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 import rxsse
 import rxsse.broker
-from rxsse import EventBus, MessageEvent
+from rxsse import EmitError, EventBus, MessageEvent
 from rxsse.brokers.redis import RedisBroker
 from tests.conftest import FrameReader, RedisServer, wait_until
 
@@ -47,12 +46,6 @@ async def bus(make_bus) -> EventBus:
     return await make_bus()
 
 
-async def emit(bus: EventBus, topic: str, data: Any, **kwargs: Any) -> str:
-    """Emit and wait for the id, whichever the broker."""
-    result = bus.emit(topic, data, **kwargs)
-    return await result if inspect.isawaitable(result) else result  # type: ignore[return-value]
-
-
 def bus_app(bus: EventBus) -> web.Application:
     """GET /topics/{topic} streams bus.on(topic) (a pattern too), resuming from Last-Event-ID."""
 
@@ -73,7 +66,7 @@ def collect(bus: EventBus, topic: str, **kwargs: Any) -> tuple[list[MessageEvent
 
 async def test_events_carry_ordered_ids_and_their_type(bus):
     events, subscription = collect(bus, "orders.created")
-    ids = [await emit(bus, "orders.created", {"n": n}, type="created") for n in range(3)]
+    ids = [await bus.publish("orders.created", {"n": n}, type="created") for n in range(3)]
     await wait_until(lambda: len(events) == 3)
     assert [e.id for e in events] == ids
     assert [e.data for e in events] == [{"n": 0}, {"n": 1}, {"n": 2}]
@@ -88,37 +81,37 @@ async def test_replay_after_reconnect_gets_exactly_what_was_missed_then_live(bus
     first = await client.get("/topics/news")
     reader = FrameReader(first)
     await wait_until(lambda: bus.live_subscriptions == 1)
-    ids = [await emit(bus, "news", n) for n in range(1, 6)]
+    ids = [await bus.publish("news", n) for n in range(1, 6)]
     assert [f.data for f in await reader.take(5)] == ["1", "2", "3", "4", "5"]
     first.close()
     await wait_until(lambda: bus.live_subscriptions == 0)
     for n in range(6, 11):
-        await emit(bus, "news", n)
+        await bus.publish("news", n)
     second = await client.get("/topics/news", headers={"Last-Event-ID": ids[-1]})
     reader = FrameReader(second)
     replayed = await reader.take(5)
     assert [f.data for f in replayed] == ["6", "7", "8", "9", "10"]
-    await emit(bus, "news", 11)
+    await bus.publish("news", 11)
     assert (await reader.next()).data == "11"
     second.close()
 
 
 async def test_reset_when_the_id_has_fallen_out_of_the_log(make_bus):
     bus = await make_bus(history=3)
-    old = await emit(bus, "log", 0)
+    old = await bus.publish("log", 0)
     for n in range(1, 10):
-        await emit(bus, "log", n)
+        await bus.publish("log", n)
     events, subscription = collect(bus, "log", last_event_id=old)
     await wait_until(lambda: len(events) >= 1)
     assert events[0].type == "reset"
-    await emit(bus, "log", "live")
+    await bus.publish("log", "live")
     await wait_until(lambda: events[-1].data == "live")
     subscription.dispose()
 
 
 async def test_resume_inside_the_log_is_no_reset(make_bus):
     bus = await make_bus(history=3)
-    ids = [await emit(bus, "log", n) for n in range(10)]
+    ids = [await bus.publish("log", n) for n in range(10)]
     events, subscription = collect(bus, "log", last_event_id=ids[-3])
     await wait_until(lambda: len(events) == 2)
     assert [e.data for e in events] == [8, 9]
@@ -127,8 +120,8 @@ async def test_resume_inside_the_log_is_no_reset(make_bus):
 
 async def test_events_older_than_max_age_leave_the_log(make_bus):
     bus = await make_bus(max_age=0.05)
-    old = await emit(bus, "aging", "old")
-    await emit(bus, "aging", "also old")
+    old = await bus.publish("aging", "old")
+    await bus.publish("aging", "also old")
     aged = time.monotonic() + 0.1
     await wait_until(lambda: time.monotonic() > aged, message="the events are past max_age")
     events, subscription = collect(bus, "aging", last_event_id=old)
@@ -155,7 +148,7 @@ async def test_events_older_than_max_age_leave_the_log(make_bus):
     ],
 )
 async def test_reset_when_the_id_is_unknown(bus, bad_id):
-    await emit(bus, "t", "before")
+    await bus.publish("t", "before")
     events, subscription = collect(bus, "t", last_event_id=bad_id)
     await wait_until(lambda: len(events) >= 1)
     assert events[0].type == "reset"  # (the live "before" may follow: Redis delivers it later)
@@ -166,7 +159,7 @@ async def test_reset_carries_an_id_to_resume_from(bus):
     events, subscription = collect(bus, "t", last_event_id="bogus")
     await wait_until(lambda: len(events) == 1)
     subscription.dispose()
-    await emit(bus, "t", "after the reset")
+    await bus.publish("t", "after the reset")
     resumed, subscription = collect(bus, "t", last_event_id=events[0].id)
     await wait_until(lambda: len(resumed) == 1)
     assert resumed[0].data == "after the reset"
@@ -181,7 +174,7 @@ async def test_no_gap_no_duplicate_while_emitting_during_resumes(bus):
     ids: list[str] = []
     watchers: list[tuple[int, list[MessageEvent], Any]] = []
     for n in range(total):
-        ids.append(await emit(bus, "prop", n))
+        ids.append(await bus.publish("prop", n))
         if rng.random() < 0.05:
             start = rng.randrange(len(ids))
             events, subscription = collect(bus, "prop", last_event_id=ids[start])
@@ -202,9 +195,9 @@ async def test_patterns_match_one_segment_or_any_depth(bus):
     deep, sub_deep = collect(bus, "orders.**")
     exact, sub_exact = collect(bus, "orders.eu")
     for topic in ("orders.eu", "orders.eu.paid", "orders", "payments.eu", "orders.us"):
-        await emit(bus, topic, topic)
+        await bus.publish(topic, topic)
     await wait_until(lambda: len(deep) == 3)
-    await emit(bus, "orders.eu", "end")
+    await bus.publish("orders.eu", "end")
     await wait_until(lambda: len(exact) == 2 and len(one) == 3 and len(deep) == 4)
     assert [e.data for e in one] == ["orders.eu", "orders.us", "end"]
     assert [e.data for e in deep] == ["orders.eu", "orders.eu.paid", "orders.us", "end"]
@@ -214,9 +207,9 @@ async def test_patterns_match_one_segment_or_any_depth(bus):
 
 
 async def test_resume_across_a_pattern_is_in_global_order(bus):
-    first = await emit(bus, "shop.a", "a0")
+    first = await bus.publish("shop.a", "a0")
     for topic, data in [("shop.b", "b1"), ("shop.a", "a2"), ("other", "x"), ("shop.c", "c3")]:
-        await emit(bus, topic, data)
+        await bus.publish(topic, data)
     events, subscription = collect(bus, "shop.*", last_event_id=first)
     await wait_until(lambda: len(events) == 3)
     assert [e.data for e in events] == ["b1", "a2", "c3"]
@@ -248,14 +241,12 @@ def test_emit_rejects_a_type_with_a_line_break():
 async def test_emitting_from_threads(bus):
     events, subscription = collect(bus, "threads")
     per_thread, threads = 500, 4
-    ids: list[str] = []
     errors: list[BaseException] = []
 
     def produce(name: int) -> None:
         try:
-            pending = [bus.emit("threads", [name, n]) for n in range(per_thread)]
-            for result in pending:  # a Redis emit from a thread is a concurrent future
-                ids.append(result if isinstance(result, str) else result.result(timeout=30))  # type: ignore[union-attr]
+            for n in range(per_thread):
+                bus.emit("threads", [name, n])  # fire and forget, from a thread
         except BaseException as exc:
             errors.append(exc)
 
@@ -263,14 +254,26 @@ async def test_emitting_from_threads(bus):
     for worker in workers:
         worker.start()
     await wait_until(lambda: len(events) == per_thread * threads, timeout=30)
-    # Wait for the threads without blocking the loop: it resolves their futures.
     await wait_until(lambda: not any(worker.is_alive() for worker in workers), timeout=30)
     assert errors == []
-    assert sorted(ids) == sorted(e.id for e in events)
-    for name in range(threads):
+    for name in range(threads):  # each thread's emits in the order it made them
         assert [e.data[1] for e in events if e.data[0] == name] == list(range(per_thread))
     seqs = [int(e.id.split("-")[0]) for e in events]
     assert seqs == sorted(seqs)
+    assert bus.metrics.emitted == per_thread * threads
+    subscription.dispose()
+
+
+async def test_publishing_from_a_thread_with_a_loop_of_its_own(bus):
+    events, subscription = collect(bus, "threads")
+
+    async def produce() -> list[str]:  # runs on the thread's own loop
+        return [await bus.publish("threads", n) for n in range(50)]
+
+    ids = await asyncio.to_thread(asyncio.run, produce())
+    await wait_until(lambda: len(events) == 50)
+    assert [e.id for e in events] == ids
+    assert [e.data for e in events] == list(range(50))
     subscription.dispose()
 
 
@@ -282,7 +285,7 @@ async def test_no_leak_when_subscribers_come_and_go(bus, serve):
         )
         await wait_until(lambda: bus.live_subscriptions == 100)
         assert bus.topics_watched == 4
-        await emit(bus, "a", "ping")
+        await bus.publish("a", "ping")
         for resp in responses:
             resp.close()
         await wait_until(lambda: bus.live_subscriptions == 0)
@@ -295,7 +298,7 @@ async def test_a_failing_subscriber_does_not_starve_the_others(bus):
 
     bad = bus.on("t").subscribe(explode)
     events, good = collect(bus, "t")
-    await emit(bus, "t", 1)
+    await bus.publish("t", 1)
     await wait_until(lambda: len(events) == 1)
     bad.dispose()
     good.dispose()
@@ -312,7 +315,7 @@ async def test_bus_is_bound_by_annotation_and_started_by_setup(serve, redis_serv
 
         @rxsse.post("/{topic}")
         async def publish(self, topic: str, body: Any, bus: EventBus) -> dict[str, str]:
-            return {"id": await bus.emit(topic, body)}  # type: ignore[misc]
+            return {"id": await bus.publish(topic, body)}
 
     app = web.Application()
     rxsse.setup(app, UsesBus(), bus=bus)
@@ -334,7 +337,7 @@ async def emit_when_up(bus: EventBus, topic: str, data: Any) -> str:
     deadline = time.monotonic() + 15
     while True:
         try:
-            return await asyncio.wait_for(emit(bus, topic, data), timeout=5)
+            return await asyncio.wait_for(bus.publish(topic, data), timeout=5)
         except (RedisConnectionError, OSError, TimeoutError):
             if time.monotonic() > deadline:
                 raise
@@ -349,11 +352,11 @@ async def test_subscribers_keep_receiving_after_redis_restarts(tmp_path, persist
     try:
         await bus.start()
         events, subscription = collect(bus, "t")
-        await emit(bus, "t", "before")
+        await bus.publish("t", "before")
         await wait_until(lambda: len(events) == 1)
         server.stop()
         with pytest.raises((RedisConnectionError, OSError)):
-            await emit(bus, "t", "while down")  # emits fail loudly while Redis is down
+            await bus.publish("t", "while down")  # emits fail loudly while Redis is down
         server.start()
         await emit_when_up(bus, "t", "after")
         expected = ["before", "after"] if persistent else ["before", "reset", "after"]
@@ -367,11 +370,20 @@ async def test_subscribers_keep_receiving_after_redis_restarts(tmp_path, persist
         server.stop()
 
 
-async def test_a_bus_with_redis_must_be_started_before_subscribing(redis_server):
-    bus = EventBus(RedisBroker(redis_server.url, prefix=uuid.uuid4().hex))
-    errors: list[Exception] = []
-    bus.on("t").subscribe(on_error=errors.append)
-    assert errors and "start" in str(errors[0])
+async def test_a_bus_starts_itself_at_its_first_subscriber(redis_server):
+    prefix = uuid.uuid4().hex
+    bus = EventBus(RedisBroker(redis_server.url, prefix=prefix))
+    try:
+        early = [collect(bus, "t"), collect(bus, "t", last_event_id="0-0")]
+        publisher = EventBus(RedisBroker(redis_server.url, prefix=prefix))
+        await wait_until(lambda: bus.live_subscriptions == 2)
+        ids = [await publisher.publish("t", n) for n in range(3)]
+        for events, _ in early:
+            await wait_until(lambda events=events: len(events) >= 3)
+            assert [e.id for e in events if e.type != "reset"] == ids
+        await publisher.close()
+    finally:
+        await bus.close()
 
 
 async def test_emitting_from_an_rx_callback_keeps_the_global_order(make_bus):
@@ -380,7 +392,7 @@ async def test_emitting_from_an_rx_callback_keeps_the_global_order(make_bus):
     # Each "chain.a" event makes a subscriber emit a "chain.b" event from inside on_next.
     relay = bus.on("chain.a").subscribe(lambda e: bus.emit("chain.b", e.data * 10))
     for n in range(1, 6):
-        await emit(bus, "chain.a", n)
+        await bus.publish("chain.a", n)
     await wait_until(lambda: len(everything) == 10)
     seqs = [int(e.id.split("-")[0]) for e in everything]
     assert seqs == sorted(seqs)
@@ -393,8 +405,11 @@ async def test_emit_on_a_closed_redis_bus_fails_at_once(redis_server):
     bus = EventBus(RedisBroker(redis_server.url, prefix=uuid.uuid4().hex))
     await bus.start()
     await bus.close()
-    with pytest.raises(RuntimeError, match="not started"):
-        bus.emit("t", 1)
+    bus.emit("t", 1)  # refused and counted, without connecting again
+    assert bus.metrics.emits_rejected == 1
+    with pytest.raises(EmitError, match="closed"):
+        await bus.publish("t", 2)
+    assert bus.metrics.emits_rejected == 2
 
 
 async def test_the_bus_counters_are_served_with_the_stream_counters(serve):
@@ -421,14 +436,17 @@ class BehindBroker:
     def __init__(self) -> None:
         self.sink: Any = None
 
-    def start(self, sink: Any, log: Any, metrics: Any) -> int:
+    def bind(self, log: Any, metrics: Any) -> None:
+        pass
+
+    async def start(self, sink: Any) -> int:
         self.sink = sink
         return 10  # this process has delivered up to 10
 
-    def publish(self, event: Any) -> str:
+    async def publish(self, event: Any) -> str:
         raise NotImplementedError
 
-    def replay(self, pattern: Any, after: str, upto: int) -> list[Any]:
+    async def replay(self, pattern: Any, after: str, upto: int) -> list[Any]:
         return []  # nothing between the client's 15 and this process's 10
 
     def event_id(self, seq: int) -> str:

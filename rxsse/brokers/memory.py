@@ -63,7 +63,11 @@ class _Keys:
 
 class MemoryBroker:
     """The default broker: one process, no setup. Ids are ``"<seq>-<epoch>"`` where the epoch
-    is random per broker, so an id from an earlier process is recognised as unknown."""
+    is random per broker, so an id from an earlier process is recognised as unknown.
+
+    Its coroutines never wait, so the bus runs them to the end at once: an emit is published
+    and delivered before ``emit`` returns. It may be published to from any thread.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -77,18 +81,21 @@ class MemoryBroker:
         self._outgoing: collections.deque[Entry] = collections.deque()  # for the sink, in order
         self._delivering = False  # a thread is handing _outgoing to the sink
 
-    def start(self, sink: Sink, log: LogConfig, metrics: BusMetrics) -> int:
+    def bind(self, log: LogConfig, metrics: BusMetrics) -> None:
         with self._lock:
-            self._sink = sink
             self._log = log
             self._keys.ttl = log.key_ttl
             self._metrics = metrics
+
+    async def start(self, sink: Sink) -> int:
+        with self._lock:
+            self._sink = sink
             return self._seq
 
     def event_id(self, seq: int) -> str:
         return f"{seq}-{self._epoch}"
 
-    def publish(self, event: Outgoing) -> str:
+    async def publish(self, event: Outgoing) -> str:
         with self._lock:
             now = time.monotonic()
             if event.key is not None:
@@ -138,7 +145,7 @@ class MemoryBroker:
                 self._delivering = False
             raise
 
-    def replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay:
+    async def replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay:
         parsed = parse_event_id(after)
         with self._lock:
             if parsed is None or parsed[1] != self._epoch or parsed[0] > self._seq:

@@ -34,11 +34,9 @@ emit queued behind it.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import time
 import uuid
-from collections.abc import Awaitable
 from typing import Any, Final
 
 from redis.asyncio import Redis
@@ -51,7 +49,6 @@ from ..broker import (
     Entry,
     LogConfig,
     Outgoing,
-    PendingId,
     Replay,
     Sink,
     parse_event_id,
@@ -69,7 +66,7 @@ logger = logging.getLogger("rxsse.redis")  # (the name users configure)
 
 # At most this many emits in one round trip: a long queue is sent in parts, in order.
 _BATCH: Final = 1000
-_Pending = tuple[Outgoing, PendingId]
+_Pending = tuple[Outgoing, "asyncio.Future[str]"]
 
 
 class RedisBroker:
@@ -120,23 +117,19 @@ class RedisBroker:
         self._in_flight: list[_Pending] = []
         self._outbox_ready = asyncio.Event()
         self._closing = False
+        self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, sink: Sink, log: LogConfig, metrics: BusMetrics) -> Awaitable[int]:
+    def bind(self, log: LogConfig, metrics: BusMetrics) -> None:
         self._log = log
         self._metrics = metrics
         self._failures = EmitFailures(logger, metrics, f"Redis at {self.url}")
-        # A coroutine, not a task: a caller that cannot await it (a sync subscribe before
-        # bus.start()) closes it, and nothing connects behind its back.
-        return self._start(sink)
 
-    async def _start(self, sink: Sink) -> int:
-        self._loop = asyncio.get_running_loop()
-        self._closing = False
-        self._outbox_ready = asyncio.Event()
-        # No automatic retries: re-sending an emit could publish it twice.
-        self._client = _connect(self.url, self._emit_timeout)
+    async def start(self, sink: Sink) -> int:
+        """Connect the reader: one connection and one task following the firehose."""
+        self._closed = False
+        loop = self._publishing_loop()
         self._reader_client = _connect(self.url, self._block_ms / 1000 + self._emit_timeout)
         self._reader = Firehose(
             self._reader_client,
@@ -148,15 +141,31 @@ class RedisBroker:
             closing=lambda: self._closing,
         )
         head = await self._reader.start()
-        await self._client.ping()  # the publisher's connection, open before the first emit
-        self._tasks = [
-            self._loop.create_task(self._reader.run(), name="rxsse-redis-reader"),
-            self._loop.create_task(self._publish_loop(), name="rxsse-redis-publisher"),
-        ]
+        self._tasks.append(loop.create_task(self._reader.run(), name="rxsse-redis-reader"))
         return head
 
+    def _publishing_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the publisher runs on, connecting it on first use."""
+        if self._loop is not None:
+            return self._loop
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "a Redis bus publishes from its event loop: emit on the loop's thread, or "
+                "from another thread once the bus has been used on its loop"
+            ) from None
+        self._loop = loop
+        self._closing = False
+        self._outbox_ready = asyncio.Event()
+        # No automatic retries: re-sending an emit could publish it twice.
+        self._client = _connect(self.url, self._emit_timeout)
+        self._tasks.append(loop.create_task(self._publish_loop(), name="rxsse-redis-publisher"))
+        return loop
+
     async def close(self) -> None:
-        self._loop = None  # later emits fail at once instead of waiting for a publisher
+        self._closed = True  # later emits fail at once instead of connecting again
+        self._loop = None
         # The loops stop even if the client library turns the cancel into a connection error
         # (which they would retry) or, as redis-py may while a reply is arriving, swallows it.
         self._closing = True
@@ -182,31 +191,22 @@ class RedisBroker:
 
     # -- publishing -------------------------------------------------------------------------------
 
-    def publish(self, event: Outgoing) -> PendingId:
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("the Redis broker is not started: await bus.start() first")
-        try:
-            on_loop = asyncio.get_running_loop() is loop
-        except RuntimeError:
-            on_loop = False
-        if on_loop:
-            future: asyncio.Future[str] = loop.create_future()
-            self._enqueue((event, future))
-            return future
-        shared: concurrent.futures.Future[str] = concurrent.futures.Future()
-        loop.call_soon_threadsafe(self._enqueue, (event, shared))
-        return shared
+    async def publish(self, event: Outgoing) -> str:
+        return await self._enqueue(event)
 
-    def _enqueue(self, item: _Pending) -> None:
-        if self._closing:  # queued from a thread while the broker closed
-            self._failures.fail((item[1],), EmitError("the Redis broker is closed"))
-        elif len(self._outbox) + len(self._in_flight) >= self._max_pending:
+    def _enqueue(self, event: Outgoing) -> asyncio.Future[str]:
+        if self._closed:  # refused without connecting again
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            self._failures.fail((future,), EmitError("the Redis broker is closed"), rejected=True)
+            return future
+        future = self._publishing_loop().create_future()
+        if len(self._outbox) + len(self._in_flight) >= self._max_pending:
             error = EmitError(f"{self._max_pending} emits are already waiting for Redis")
-            self._failures.fail((item[1],), error, rejected=True)
+            self._failures.fail((future,), error, rejected=True)
         else:
-            self._outbox.append(item)
+            self._outbox.append((event, future))
             self._outbox_ready.set()
+        return future
 
     async def _publish_loop(self) -> None:
         """Send queued emits in order, up to :data:`_BATCH` per round trip, each round trip
@@ -265,11 +265,10 @@ class RedisBroker:
     # -- replaying --------------------------------------------------------------------------------
 
     async def replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay:
-        client = self._client
-        if client is None:
-            raise RuntimeError("the Redis broker is not started: await bus.start() first")
+        self._publishing_loop()
+        assert self._client is not None
         try:
-            return await self._replay(client, pattern, after, upto)
+            return await self._replay(self._client, pattern, after, upto)
         except UNAVAILABLE as exc:  # the bus retries a resume while Redis is away
             raise ConnectionError(f"Redis at {self.url}: {exc}") from exc
 

@@ -1,0 +1,142 @@
+"""The event bus's local fan-out: who in this process listens to which topic or pattern."""
+
+from __future__ import annotations
+
+import logging
+
+from reactivex import abc
+
+from .broker import Entry, Replay, parse_event_id
+from .event import MessageEvent
+from .metrics import BusMetrics
+from .topics import TopicPattern
+
+__all__ = ["Channel", "Channels", "Subscriber"]
+
+logger = logging.getLogger("rxsse.bus")
+
+
+class Subscriber:
+    """One ``bus.on()`` subscription: buffers live entries while its replay is out, and skips
+    those the client already has (it may resume from a point past this process's watermark,
+    when it comes from a process whose reader was ahead)."""
+
+    __slots__ = ("buffer", "channel", "metrics", "observer", "replaying", "seen")
+
+    def __init__(
+        self,
+        observer: abc.ObserverBase[MessageEvent],
+        metrics: BusMetrics,
+        *,
+        resume_from: str | None,
+    ) -> None:
+        self.observer = observer
+        self.metrics = metrics
+        self.channel: Channel | None = None  # set when it joins one
+        self.replaying = resume_from is not None
+        point = parse_event_id(resume_from) if resume_from is not None else None
+        self.seen = point[0] if point is not None else 0  # entries up to it: the client has them
+        self.buffer: list[Entry] = []  # live entries while the replay is out
+
+    def push(self, entry: Entry) -> None:
+        if self.replaying:
+            self.buffer.append(entry)
+        elif entry.topic is None:  # a reset: what follows it is new, whatever its number
+            self.seen = entry.seq
+            self.observer.on_next(entry.event)
+        elif entry.seq > self.seen:
+            self.observer.on_next(entry.event)
+
+    def finish_replay(self, entries: Replay, reset: MessageEvent) -> None:
+        """Send the replayed entries (or ``reset`` when there are none to be had), then what
+        arrived live meanwhile."""
+        if entries is None:  # the client's point is not in the log: its number means nothing
+            self.seen = 0
+            self.metrics.resets += 1
+            self.observer.on_next(reset)
+        else:
+            for entry in entries:
+                self.observer.on_next(entry.event)
+        self.replaying = False
+        buffer, self.buffer = self.buffer, []
+        for entry in buffer:
+            self.push(entry)
+
+
+class Channel:
+    """The local subscribers of one topic or pattern."""
+
+    __slots__ = ("pattern", "subscribers")
+
+    def __init__(self, pattern: TopicPattern) -> None:
+        self.pattern = pattern
+        self.subscribers: set[Subscriber] = set()
+
+    def push(self, entry: Entry) -> None:
+        for subscriber in list(self.subscribers):
+            try:
+                subscriber.push(entry)
+            except Exception:  # one broken observer must not starve the others
+                logger.exception("a subscriber of %s failed", self.pattern.text)
+
+
+class Channels:
+    """Every channel with subscribers in this process, by exact topic and by pattern."""
+
+    __slots__ = ("_exact", "_metrics", "_patterns", "subscribers")
+
+    def __init__(self, metrics: BusMetrics) -> None:
+        self._metrics = metrics
+        self._exact: dict[str, Channel] = {}
+        self._patterns: dict[str, Channel] = {}
+        self.subscribers = 0  #: how many subscriptions are live
+
+    @property
+    def watched(self) -> int:
+        """How many distinct topics and patterns have subscribers."""
+        return len(self._exact) + len(self._patterns)
+
+    def join(self, pattern: TopicPattern, subscriber: Subscriber) -> None:
+        channels = self._exact if pattern.is_exact else self._patterns
+        channel = channels.get(pattern.text)
+        if channel is None:
+            channel = channels[pattern.text] = Channel(pattern)
+        channel.subscribers.add(subscriber)
+        subscriber.channel = channel
+        self.subscribers += 1
+
+    def leave(self, subscriber: Subscriber) -> None:
+        channel = subscriber.channel
+        if channel is None or subscriber not in channel.subscribers:
+            return
+        channel.subscribers.discard(subscriber)
+        self.subscribers -= 1
+        if not channel.subscribers:  # the last subscriber frees the channel
+            channels = self._exact if channel.pattern.is_exact else self._patterns
+            if channels.get(channel.pattern.text) is channel:
+                del channels[channel.pattern.text]
+
+    def fan_out(self, entry: Entry) -> None:
+        """Hand ``entry`` to the subscribers of its topic and of the patterns matching it (a
+        ``reset`` for every topic to all of them)."""
+        if entry.topic is None:
+            for every in [*self._exact.values(), *self._patterns.values()]:
+                self._metrics.resets += len(every.subscribers)
+                every.push(entry)
+            return
+        channel = self._exact.get(entry.topic)
+        if channel is not None:
+            channel.push(entry)
+        if self._patterns:
+            for pattern_channel in list(self._patterns.values()):
+                if pattern_channel.pattern.matches(entry.topic):
+                    pattern_channel.push(entry)
+
+    def complete_all(self) -> None:
+        """Complete every subscriber and forget them all."""
+        for channel in [*self._exact.values(), *self._patterns.values()]:
+            for subscriber in list(channel.subscribers):
+                subscriber.observer.on_completed()
+        self._exact.clear()
+        self._patterns.clear()
+        self.subscribers = 0
