@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final, Protocol, TypeAlias
+from typing import Final, NamedTuple, Protocol, TypeAlias
 
 from .event import MessageEvent
 from .metrics import BusMetrics
@@ -33,6 +33,7 @@ __all__ = [
     "Outgoing",
     "Replay",
     "Sink",
+    "Span",
     "parse_event_id",
     "resolve",
 ]
@@ -88,6 +89,15 @@ class LogConfig:
     history: int = 1000
     max_age: float | None = None
     key_ttl: float = 3600.0
+
+
+class Span(NamedTuple):
+    """What a resume asks for: the topics of ``pattern``, after the id ``after``, up to
+    sequence number ``upto``."""
+
+    pattern: TopicPattern
+    after: str
+    upto: int
 
 
 #: What a broker's replay returns: the entries in order, or None when the resume point is

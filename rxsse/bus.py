@@ -30,15 +30,15 @@ from typing import Any, Final
 
 from reactivex import Observable, abc
 
-from . import payload
-from .broker import Broker, EmitError, Entry, LogConfig, Outgoing, Replay
+from .broker import Broker, Entry, LogConfig, Replay, Span
 from .brokers.memory import MemoryBroker
 from .channels import Channels, Subscriber
 from .eager import Waiting, first_step
 from .event import MessageEvent
 from .metrics import BusMetrics
+from .publishing import Publisher, on_loop, outgoing
 from .sources import Attachable
-from .topics import TopicPattern, check_topic
+from .topics import TopicPattern
 
 __all__ = ["EventBus"]
 
@@ -46,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 #: How long a resume keeps retrying a broker it cannot reach before the stream fails.
 REPLAY_PATIENCE: Final = 30.0
-_MAX_KEY_LENGTH: Final = 256
 _MAX_KEY_TTL: Final = 10 * 365 * 24 * 3600  # ten years: far within what Redis's PX takes
 
 
@@ -96,9 +95,7 @@ class EventBus:
         self._watermark = 0
         self._queue: collections.deque[Entry] = collections.deque()  # from the broker, in order
         self._draining = False
-        self._inbox: collections.deque[Outgoing] = collections.deque()  # emits from threads
-        self._inbox_scheduled = False
-        self._emitting: set[asyncio.Task[str]] = set()  # emits waiting for their broker
+        self._publisher = Publisher(self.broker, self.metrics)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -138,7 +135,7 @@ class EventBus:
         if self._started:
             return
         loop = self._own_loop()
-        if loop is None or not _on_loop(loop):
+        if loop is None or not on_loop(loop):
             raise RuntimeError("subscribe to a bus on the event loop it runs on")
         if self._starting is None:
             step = first_step(self._start_broker())
@@ -180,15 +177,7 @@ class EventBus:
                 data that cannot be sent as JSON (NaN, infinity, a lone surrogate, an object
                 ``json`` cannot serialise).
         """
-        event = _outgoing(topic, data, type, key)
-        loop = self._own_loop()
-        if loop is None or _on_loop(loop):
-            self._publish_now(event)
-            return
-        self._inbox.append(event)  # another thread: one hop to the loop per batch of emits
-        if not self._inbox_scheduled:
-            self._inbox_scheduled = True
-            loop.call_soon_threadsafe(self._publish_inbox)
+        self._publisher.emit(outgoing(topic, data, type, key), self._own_loop())
 
     async def publish(
         self, topic: str, data: Any, *, type: str | None = None, key: str | None = None
@@ -203,12 +192,7 @@ class EventBus:
             >>> await bus.publish("orders.created", {"id": 7}, key="order-7")  # doctest: +SKIP
             '2-...'
         """
-        event = _outgoing(topic, data, type, key)
-        loop = self._own_loop()
-        if loop is not None and not _on_loop(loop):  # from another loop: publish on the bus's
-            future = asyncio.run_coroutine_threadsafe(self.broker.publish(event), loop)
-            return await asyncio.wrap_future(future)
-        return await self.broker.publish(event)
+        return await self._publisher.publish(outgoing(topic, data, type, key), self._own_loop())
 
     @property
     def origin_id(self) -> str:
@@ -216,35 +200,6 @@ class EventBus:
         topic's whole log (or starts with ``reset`` if the log was trimmed). Exact once the
         bus has started."""
         return self.broker.event_id(0)
-
-    def _publish_now(self, event: Outgoing) -> None:
-        try:
-            step = first_step(self.broker.publish(event))
-        except EmitError:
-            return  # counted and logged by the broker
-        if isinstance(step, Waiting):  # e.g. Redis: its answer arrives later
-            task = asyncio.get_running_loop().create_task(step.finish())
-            self._emitting.add(task)
-            task.add_done_callback(self._emitted)
-
-    def _emitted(self, task: asyncio.Task[str]) -> None:
-        self._emitting.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None and not isinstance(error, EmitError):  # (those the broker counts)
-            self.metrics.emit_failures += 1
-            logger.error("an emit failed", exc_info=error)
-
-    def _publish_inbox(self) -> None:
-        self._inbox_scheduled = False
-        inbox = self._inbox
-        while inbox:
-            try:
-                self._publish_now(inbox.popleft())
-            except Exception:
-                self.metrics.emit_failures += 1
-                logger.exception("an emit from another thread failed")
 
     def _accept(self, entry: Entry) -> None:
         """The broker's sink (on the loop): deliver in sequence order."""
@@ -277,86 +232,11 @@ class EventBus:
         """
         return _TopicStream(self, TopicPattern(topic), last_event_id)
 
-    def _subscribe(
-        self,
-        pattern: TopicPattern,
-        last_event_id: str | None,
-        observer: abc.ObserverBase[MessageEvent],
-    ) -> abc.DisposableBase:
-        subscriber = Subscriber(observer, self.metrics, resume_from=last_event_id)
-        leave = _Leave(self._channels, subscriber)
-        step = first_step(self._attach(pattern, last_event_id, subscriber))
-        if isinstance(step, Waiting):  # for the broker to start, or for the replay
-            leave.task = asyncio.get_running_loop().create_task(step.finish())
-        return leave
-
-    async def _attach(
-        self, pattern: TopicPattern, last_event_id: str | None, subscriber: Subscriber
-    ) -> None:
-        try:
-            await self._ensure_started()
-            self._channels.join(pattern, subscriber)
-            if last_event_id is None:
-                return
-            upto = self._watermark  # (read as it joins: no await in between)
-            reset = MessageEvent(
-                {"reason": "the resume point is not in the log"},
-                type="reset",
-                id=self.broker.event_id(upto),
-            )
-            entries = await self._replay(pattern, last_event_id, upto)
-        except Exception as exc:
-            subscriber.observer.on_error(exc)
-            return
-        subscriber.finish_replay(entries, reset)
-
-    async def _replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay:
-        """The broker's replay. While the broker cannot be reached (a Redis restarting), ask
-        again with backoff for up to :data:`REPLAY_PATIENCE` seconds: the client's stream
-        stays open and its live events wait in its buffer."""
-        deadline = time.monotonic() + REPLAY_PATIENCE
-        delay = 0.05
-        while True:
-            try:
-                return await self.broker.replay(pattern, after, upto)
-            except (ConnectionError, TimeoutError) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                logger.info("a resume could not reach the broker (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-
-
-def _outgoing(topic: str, data: Any, type: str | None, key: str | None) -> Outgoing:
-    """Check an event and encode its data, once, before any broker sees it."""
-    check_topic(topic)
-    if type is not None:
-        MessageEvent(type=type)  # the checks a frame's type gets
-    if key is not None and (
-        not isinstance(key, str)
-        or not 0 < len(key) <= _MAX_KEY_LENGTH
-        or not key.isprintable()
-        or not key.isascii()
-    ):
-        raise ValueError(f"an emit key must be 1 to {_MAX_KEY_LENGTH} printable ASCII characters")
-    try:
-        text = payload.dumps(data)
-    except ValueError as exc:
-        raise ValueError(f"the data emitted on {topic!r} {exc}") from None
-    return Outgoing(topic, text, type, key)
-
 
 def _positive(value: object) -> bool:
     return (
         isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
     )
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -381,7 +261,51 @@ class _TopicStream(Attachable[MessageEvent]):
         observer: abc.ObserverBase[MessageEvent],
         scheduler: abc.SchedulerBase | None = None,
     ) -> abc.DisposableBase:
-        return self._bus._subscribe(self._pattern, self._last_event_id, observer)
+        bus = self._bus
+        subscriber = Subscriber(observer, bus.metrics, resume_from=self._last_event_id)
+        leave = _Leave(bus._channels, subscriber)
+        step = first_step(self._attach(subscriber))
+        if isinstance(step, Waiting):  # for the broker to start, or for the replay
+            leave.task = asyncio.get_running_loop().create_task(step.finish())
+        return leave
+
+    async def _attach(self, subscriber: Subscriber) -> None:
+        """Join the channel at the bus's watermark ``W``; with a resume point, send the log's
+        entries up to ``W`` (or a ``reset``), then what arrived live meanwhile."""
+        bus, pattern, after = self._bus, self._pattern, self._last_event_id
+        try:
+            await bus._ensure_started()
+            bus._channels.join(pattern, subscriber)
+            if after is None:
+                return
+            upto = bus._watermark  # (read as it joins: no await in between)
+            reset = MessageEvent(
+                {"reason": "the resume point is not in the log"},
+                type="reset",
+                id=bus.broker.event_id(upto),
+            )
+            entries = await _replay_patiently(bus.broker, Span(pattern, after, upto))
+        except Exception as exc:
+            subscriber.observer.on_error(exc)
+            return
+        subscriber.finish_replay(entries, reset)
+
+
+async def _replay_patiently(broker: Broker, span: Span) -> Replay:
+    """The broker's replay. While the broker cannot be reached (a Redis restarting), ask again
+    with backoff for up to :data:`REPLAY_PATIENCE` seconds: the client's stream stays open and
+    its live events wait in its buffer."""
+    deadline = time.monotonic() + REPLAY_PATIENCE
+    delay = 0.05
+    while True:
+        try:
+            return await broker.replay(*span)
+        except (ConnectionError, TimeoutError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.info("a resume could not reach the broker (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 class _Leave(abc.DisposableBase):

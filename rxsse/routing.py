@@ -4,34 +4,26 @@ and ``setup(app, ...)`` that mounts them on an aiohttp application.
 
 from __future__ import annotations
 
-import inspect
-import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
 
 from aiohttp import web
-from reactivex import Observable
 
 from .binding import Binder
-from .broker import EmitError
 from .cors import CORS, install_cors
-from .errors import STREAM_VIEW, json_error
 from .errors import json_errors as json_errors_middleware
 from .event import MessageEvent
-from .failures import resume_of
-from .metrics import BusMetrics, StreamMetrics
+from .metrics import BusMetrics
 from .options import StreamKeywords, StreamOptions, options_of
 from .prometheus import CONTENT_TYPE, MetricsExporter
 from .state import Quota, app_state
-from .stream import stream
+from .views import Admission, Guard, plain_view, sse_view
 
 if TYPE_CHECKING:  # (typing.Unpack is Python 3.11+; annotations are not evaluated)
     from typing_extensions import Unpack
 
 __all__ = ["Guard", "controller", "delete", "get", "post", "put", "setup", "sse"]
-
-logger = logging.getLogger(__name__)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _C = TypeVar("_C", bound=type)
@@ -56,7 +48,6 @@ class RouteSpec:
 #: A guard: an async callable of the request that runs before the handler. It rejects by
 #: raising a ``web.HTTPException`` (401, 403...) or by returning False (403); it may store what
 #: it learnt in the request (``request["user"] = ...``) for the handler.
-Guard = Callable[[web.Request], Awaitable[Any]]
 
 
 def sse(
@@ -231,10 +222,11 @@ def setup(
             binder = Binder(handler, full_path, providers, name=name)
             if spec.kind == "sse":
                 limits = (Quota(spec.max_streams), state.quota)
-                busy = _Busy(limits, counters, retry_after)
-                view = _sse_view(handler, binder, guards, busy, defaults.replace(**spec.options))
+                admission = Admission(limits, counters, retry_after)
+                route_options = defaults.replace(**spec.options)
+                view = sse_view(handler, binder, guards, admission, route_options)
             else:
-                view = _plain_view(handler, binder, guards)
+                view = plain_view(handler, binder, guards)
             resource = resources.get(full_path)
             if resource is None:
                 resource = resources[full_path] = app.router.add_resource(full_path)
@@ -308,126 +300,3 @@ def _routes_of(
 def _join(prefix: str, path: str) -> str:
     parts = [part.strip("/") for part in (prefix, path) if part.strip("/")]
     return "/" + "/".join(parts)
-
-
-async def _run_user_code(call: Callable[[], Any], what: str) -> Any:
-    """Run a sync or async callable of the app's; HTTP errors pass through, anything else is
-    logged and becomes a 500 that reveals nothing."""
-    try:
-        result = call()
-        # An Observable is awaitable too (it resolves to its last value): never await one.
-        if not isinstance(result, Observable) and inspect.isawaitable(result):
-            result = await result
-    except web.HTTPException:
-        raise
-    except EmitError as exc:  # the broker is out of reach: worth retrying, not a bug
-        logger.warning("%s: %s", what, exc)
-        raise json_error(
-            503,
-            "the event bus is unavailable; the event may or may not have been published: "
-            "retry with the same idempotency key",
-            headers={"Retry-After": "1"},
-        ) from None
-    except Exception:
-        logger.exception("%s failed", what)
-        raise json_error(500, "internal server error") from None
-    return result
-
-
-async def _call(handler: Callable[..., Any], kwargs: dict[str, Any], name: str) -> Any:
-    """Run a handler with its bound arguments."""
-    return await _run_user_code(lambda: handler(**kwargs), f"handler {name}")
-
-
-def _unsupported_return(who: str, result: object, allowed: str) -> web.HTTPException:
-    """Log a TypeError naming the handler; the client gets a 500 that reveals nothing."""
-    error = TypeError(f"{who} returned {type(result).__name__}; it must return {allowed}")
-    logger.error("%s", error, exc_info=error)
-    return json_error(500, "internal server error")
-
-
-async def _check(guards: tuple[Guard, ...], request: web.Request, name: str) -> None:
-    """Run the guards in order; the first that rejects ends the request."""
-    for guard in guards:
-        verdict = await _run_user_code(lambda: guard(request), f"a guard of {name}")  # noqa: B023
-        if verdict is False:
-            raise json_error(403, "forbidden")
-
-
-class _Busy:
-    """The stream limits of one route (its own and the app's), taken for a request's life."""
-
-    def __init__(self, slots: tuple[Quota, ...], counters: StreamMetrics, retry_after: int):
-        self.slots = slots
-        self.counters = counters
-        self.retry_after = str(retry_after)
-
-    def take(self) -> None:
-        if any(slot.full for slot in self.slots):
-            self.counters.rejected += 1
-            raise json_error(
-                503,
-                "too many open event streams; try again later",
-                headers={"Retry-After": self.retry_after},
-            )
-        for slot in self.slots:
-            slot.used += 1
-
-    def give_back(self) -> None:
-        for slot in self.slots:
-            slot.used -= 1
-
-
-def _sse_view(
-    handler: Callable[..., Any],
-    binder: Binder,
-    guards: tuple[Guard, ...],
-    busy: _Busy,
-    options: StreamOptions,
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    failures = options.failures
-
-    # One coroutine for the whole request: it lives as long as the stream, and every frame
-    # held that long costs each open stream a few hundred bytes.
-    async def view(request: web.Request) -> web.StreamResponse:
-        busy.take()  # check and take in one step: no await in between
-        try:
-            if failures.gave_up(resume_of(request)):
-                return web.Response(status=204)  # failed too often in a row: the client stops
-            await _check(guards, request, binder.name)
-            result = await _call(handler, await binder.bind(request), binder.name)
-            if isinstance(result, web.StreamResponse):
-                return result  # the handler answered itself, e.g. 204 to stop a browser
-            if isinstance(result, (Observable, AsyncIterable)):
-                return await stream(request, result, options)
-            raise _unsupported_return(
-                f"@sse handler {binder.name}",
-                result,
-                "an Observable, an awaitable of one, an async iterator or a web.StreamResponse",
-            )
-        finally:
-            busy.give_back()
-
-    setattr(view, STREAM_VIEW, True)
-    return view
-
-
-def _plain_view(
-    handler: Callable[..., Any], binder: Binder, guards: tuple[Guard, ...]
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def view(request: web.Request) -> web.StreamResponse:
-        await _check(guards, request, binder.name)
-        result = await _call(handler, await binder.bind(request), binder.name)
-        if isinstance(result, web.StreamResponse):
-            return result
-        if isinstance(result, (dict, list)):
-            return web.json_response(result)
-        if isinstance(result, str):
-            return web.Response(text=result)
-        if result is None:
-            return web.Response(status=204)
-        raise _unsupported_return(
-            f"handler {binder.name}", result, "a dict, list, str, None or a web.StreamResponse"
-        )
-
-    return view

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections.abc import Callable
 from typing import Any, Final, cast
 
 from aiohttp import web
@@ -22,10 +20,11 @@ from .errors import json_error
 from .event import MessageEvent
 from .failures import failure_frame
 from .heartbeat import Heartbeats
+from .observing import LoopObserver
 from .options import StreamOptions
 from .scheduler import LoopScheduler
 from .sources import Attachable
-from .state import STATE
+from .state import state_of
 from .watch import DisconnectWatch
 from .writer import FrameWriter
 from .writing import PerLoop
@@ -38,11 +37,12 @@ logger = logging.getLogger("rxsse.stream")
 _TIMER_SLACK: Final = 0.001
 
 
-class StreamSession:
+class StreamSession(LoopObserver):
     """One open event stream: its subscription, its heartbeat and lifetime, and how it ended.
 
     Created by :func:`rxsse.stream`; exposed for introspection (see :func:`open_streams`).
-    Observer callbacks may arrive on any thread; all state changes happen on the loop.
+    It is its source's observer: calls may arrive on any thread; all state changes happen on
+    the loop.
     """
 
     __slots__ = (
@@ -56,7 +56,6 @@ class StreamSession:
         "_limits",
         "_policy",
         "_subscription",
-        "_thread",
         "_writer",
         "heartbeat_slot",
     )
@@ -68,15 +67,9 @@ class StreamSession:
         self._heartbeat = options.heartbeat
         self._limits = limits = options.limits
         self._policy = options.failures
-        state = request.config_dict.get(STATE)
-        if state is None:
-            raise RuntimeError(
-                "rxsse.stream() needs rxsse.setup(app) on its application, before it starts "
-                "(rxsse counts the app's streams and ends them at shutdown)"
-            )
-        self._thread = threading.get_ident()
+        super().__init__()
         # The writer holds the request, the app state and the loop for both.
-        self._writer = writer = FrameWriter(request, response, limits, state, self)
+        self._writer = writer = FrameWriter(request, response, limits, state_of(request), self)
         self._done: asyncio.Future[None] = writer.loop.create_future()
         self._subscription: abc.DisposableBase | None = None
         self._end: End | None = None
@@ -153,32 +146,16 @@ class StreamSession:
         """End the stream from the server side: send ``final_event`` (if any) after what is
         pending, then end the response."""
         if final_event is not None and self._end is None:
-            self._push(final_event)
+            self._next(final_event)
         self._finish(End.SHUTDOWN)
 
-    # -- observer side (any thread) ------------------------------------------------------------
+    # -- the observer's side, on the loop (see LoopObserver) ------------------------------------
 
-    def on_next(self, value: Any) -> None:
-        """Send ``value`` (a :class:`MessageEvent`, or data for one). The session is its
-        source's observer: from any thread."""
-        if threading.get_ident() == self._thread:
-            self._push(value)
-        else:
-            self._writer.loop.call_soon_threadsafe(self._push, value)
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return self._writer.loop
 
-    def on_error(self, error: Exception) -> None:
-        """End the stream with a failure (from any thread)."""
-        self._on_loop(self._fail, error)
-
-    def on_completed(self) -> None:
-        """End the stream cleanly (from any thread)."""
-        self._on_loop(self._finish, End.COMPLETED)
-
-    def _on_loop(self, call: Callable[[Any], None], argument: Any) -> None:
-        if threading.get_ident() == self._thread:
-            call(argument)
-        else:
-            self._writer.loop.call_soon_threadsafe(call, argument)
+    def _completed(self) -> None:
+        self._finish(End.COMPLETED)
 
     # -- for the loop's watchers -----------------------------------------------------------------
 
@@ -200,7 +177,8 @@ class StreamSession:
 
     def transport_lost(self) -> bool:
         """Whether the connection is closed or closing (for the disconnect watch)."""
-        return self._writer.transport_lost()
+        transport = self._writer.request.transport
+        return transport is None or transport.is_closing()
 
     def client_gone(self) -> None:
         """End the stream because its client went away (for the disconnect watch)."""
@@ -214,13 +192,7 @@ class StreamSession:
 
     def _subscribe(self, source: Observable[Any]) -> None:
         try:
-            if isinstance(source, Attachable):  # rxsse's own: no wrappers to hold
-                # (an observer by its methods; not a subclass, which would cost a __dict__)
-                subscription = source.attach(cast(abc.ObserverBase[Any], self))
-            else:
-                subscription = source.subscribe(
-                    self.on_next, self.on_error, self.on_completed, scheduler=_scheduler()
-                )
+            subscription = _subscribe(source, self)
         except Exception as exc:  # a subscribe function that raised
             self._fail(exc)
             return
@@ -228,7 +200,7 @@ class StreamSession:
         if self._end is not None:  # it ended while subscribing: late, but once
             subscription.dispose()
 
-    def _push(self, value: Any) -> None:
+    def _next(self, value: Any) -> None:
         if self._end is not None:
             return
         try:
@@ -265,6 +237,15 @@ class StreamSession:
                 logger.exception("disposing the subscription of %s failed", writer.request.path)
         if not self._done.done():
             self._done.set_result(None)
+
+
+def _subscribe(source: Observable[Any], session: StreamSession) -> abc.DisposableBase:
+    if isinstance(source, Attachable):  # rxsse's own: no wrappers to hold
+        # (an observer by its methods; not a subclass, which would cost a __dict__)
+        return source.attach(cast(abc.ObserverBase[Any], session))
+    return source.subscribe(
+        session.on_next, session.on_error, session.on_completed, scheduler=_scheduler()
+    )
 
 
 def _http_error(error: BaseException | None) -> web.HTTPException:

@@ -17,7 +17,16 @@ from .cors import CORS
 from .event import MessageEvent
 from .metrics import StreamMetrics
 
-__all__ = ["STATE", "AppState", "OpenStream", "Quota", "app_state", "metrics", "open_streams"]
+__all__ = [
+    "STATE",
+    "AppState",
+    "OpenStream",
+    "Quota",
+    "app_state",
+    "metrics",
+    "open_streams",
+    "state_of",
+]
 
 logger = logging.getLogger("rxsse.shutdown")
 
@@ -97,6 +106,21 @@ def app_state(app: web.Application) -> AppState:
             )
         state = app[STATE] = AppState()
         app.on_shutdown.append(_end_open_streams)
+    return state
+
+
+def state_of(request: web.Request) -> AppState:
+    """The state of the application serving ``request`` (or of an app it is mounted in).
+
+    Raises:
+        RuntimeError: no ``rxsse.setup()`` was called on it.
+    """
+    state = request.config_dict.get(STATE)
+    if state is None:
+        raise RuntimeError(
+            "rxsse.stream() needs rxsse.setup(app) on its application, before it starts "
+            "(rxsse counts the app's streams and ends them at shutdown)"
+        )
     return state
 
 

@@ -108,17 +108,10 @@ class FrameWriter:
     async def open(self, heartbeat: float | None) -> bool:
         """Send the headers with a first line (or what is already pending); False if the
         client left before that."""
-        try:
-            await self._response.prepare(self.request)
-        except ConnectionError:
+        if not await _prepare(self.request, self._response, self._limits, heartbeat):
             return False
         self._open = True
-        # aiohttp's timer for a connection that sends no request lives until it fires (75 s),
-        # and half a kilobyte per stream: this one did send its request. (The connection then
-        # closes when the stream ends, rather than wait for another.)
-        self.request.protocol.keep_alive(False)
         self.last_output = self.loop.time()
-        detect_dead_peer(self.request.transport, self._limits.send_timeout, heartbeat)
         if self._outbox:
             self._queue_flush()
         else:
@@ -229,11 +222,6 @@ class FrameWriter:
             if not keep_write:
                 blocked.task.cancel()
 
-    def transport_lost(self) -> bool:
-        """Whether the connection is closed or closing."""
-        transport = self.request.transport
-        return transport is None or transport.is_closing()
-
     # -- internals ------------------------------------------------------------------------------
 
     def _lost(self, end: End) -> None:
@@ -312,6 +300,25 @@ class _BlockedWrite:
         # the one stuck writing its last frames.
         writer.state.metrics.send_timeouts += 1
         writer._drop_client(End.TIMEOUT)
+
+
+async def _prepare(
+    request: web.Request,
+    response: web.StreamResponse,
+    limits: StreamLimits,
+    heartbeat: float | None,
+) -> bool:
+    """Send the headers; False if the client left first."""
+    try:
+        await response.prepare(request)
+    except ConnectionError:
+        return False
+    # aiohttp's timer for a connection that sends no request lives until it fires (75 s), and
+    # half a kilobyte per stream: this one did send its request. (The connection then closes
+    # when the stream ends, rather than wait for another.)
+    request.protocol.keep_alive(False)
+    detect_dead_peer(request.transport, limits.send_timeout, heartbeat)
+    return True
 
 
 def _backlog(request: web.Request) -> int:

@@ -69,3 +69,23 @@ def test_every_subpackage_is_shipped():
     shipped = set(re.findall(r'"([^"]+)"', line[1]))
     packages = {_module_name(p) for p in PACKAGE.rglob("__init__.py")}
     assert packages == shipped
+
+
+#: A module is one job: past these sizes (in lines) it is doing two.
+MAX_MODULE_LINES = 400
+MAX_CLASS_LINES = 215
+
+
+def test_modules_and_classes_stay_small():
+    too_big = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        lines = len(source.splitlines())
+        if lines > MAX_MODULE_LINES:
+            too_big.append(f"{path.relative_to(ROOT)}: {lines} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_CLASS_LINES:
+                    too_big.append(f"{path.relative_to(ROOT)}: class {node.name}, {length} lines")
+    assert too_big == []

@@ -46,19 +46,18 @@ from redis.backoff import NoBackoff
 from ..broker import (
     EmitError,
     EmitFailures,
-    Entry,
     LogConfig,
     Outgoing,
     Replay,
     Sink,
-    parse_event_id,
+    Span,
     resolve,
 )
-from ..event import MessageEvent
 from ..metrics import BusMetrics
 from ..topics import TopicPattern
-from .epochs import EMIT, FENCE, contains, cover, diverges_after, parse_epochs
-from .firehose import UNAVAILABLE, Firehose, RedisKeys, unreadable
+from .epochs import EMIT, FENCE
+from .firehose import UNAVAILABLE, Firehose, RedisKeys
+from .replay import read_replay
 
 __all__ = ["RedisBroker"]
 
@@ -266,64 +265,15 @@ class RedisBroker:
 
     async def replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay:
         self._publishing_loop()
-        assert self._client is not None
+        if self._client is None or self._reader is None:  # (the bus starts it first)
+            return None
+        span = Span(pattern, after, upto)
         try:
-            return await self._replay(self._client, pattern, after, upto)
+            return await read_replay(
+                self._client, self._keys, self._reader.epochs, self._log.max_age, span
+            )
         except UNAVAILABLE as exc:  # the bus retries a resume while Redis is away
             raise ConnectionError(f"Redis at {self.url}: {exc}") from exc
-
-    async def _replay(self, client: Redis, pattern: TopicPattern, after: str, upto: int) -> Replay:
-        point = parse_event_id(after)
-        if point is None or self._reader is None:
-            return None
-        start, epoch = point
-        keys = self._keys
-        pipe = client.pipeline(transaction=True)
-        pipe.lrange(keys.epochs, 0, -1)
-        pipe.get(keys.seq)
-        if not pattern.is_exact:
-            pipe.smembers(keys.topics)
-        found_epochs, head_value, *members = await pipe.execute()
-        epochs = parse_epochs([str(entry) for entry in found_epochs])
-        head = int(head_value or 0)
-        if not contains(epochs, start, epoch, head):
-            return None
-        if upto > head or diverges_after(self._reader.epochs, epochs, upto) < upto:
-            return None  # the data set changed under this process: its reader will reset
-        if pattern.is_exact:
-            topics = [pattern.text]
-        else:
-            topics = sorted(str(t) for t in members[0] if pattern.matches(str(t)))
-        if not topics or upto <= start:
-            return []
-        # One transaction: a trim between reading the ranges and reading the cuts would hide
-        # a gap.
-        pipe = client.pipeline(transaction=True)
-        for topic in topics:
-            pipe.xrange(keys.topic(topic), min=f"{start + 1}-0", max=f"{upto}-0")
-        pipe.hmget(keys.trimmed, topics)
-        *ranges, trimmed = await pipe.execute()
-        if any(int(cut.partition("-")[0]) > start for cut in trimmed if cut):
-            return None  # entries after the resume point were trimmed away
-        max_age = self._log.max_age
-        oldest_ms = None if max_age is None else (time.time() - max_age) * 1000
-        entries: list[Entry] = []
-        for topic, messages in zip(topics, ranges, strict=True):
-            for message_id, fields in messages:
-                if oldest_ms is not None and float(fields.get("ts", 0)) < oldest_ms:
-                    return None  # older than max_age: treated as gone from the log
-                seq = int(message_id.partition("-")[0])
-                event_id = f"{seq}-{fields.get('e') or cover(epochs, seq)}"
-                try:
-                    event = MessageEvent.from_json(
-                        fields["d"], id=event_id, type=fields.get("y") or None
-                    )
-                except (KeyError, ValueError) as exc:
-                    logger.error("unreadable Redis entry %s: %s; sending a reset", message_id, exc)
-                    event = unreadable(event_id)
-                entries.append(Entry(seq, topic, event))
-        entries.sort(key=lambda entry: entry.seq)
-        return entries
 
 
 def _connect(url: str, timeout: float) -> Redis:
