@@ -27,9 +27,10 @@ _HEARTBEAT_FRAME: Final = comment_line("ping")
 # Written with the headers: a proxy that holds the headers until the first body byte (nginx
 # over HTTP/2) passes them on at once, so an idle stream opens at once.
 _OPENING_FRAME: Final = comment_line("open")
-# A stream that wrote within this many seconds holds its next frames back for the rest of the
-# window (or until this many bytes are pending): one write for many events when a source is
-# fast, no delay when it is not.
+# A stream that wrote less than _COALESCE_WINDOW ago is hot (its source emits faster than the
+# loop turns): its frames wait for the rest of the window, or until _COALESCE_BYTES are
+# pending, so that a fast stream pays one system call for many events instead of one each. A
+# quiet stream's frame goes out at once.
 _COALESCE_WINDOW: Final = 0.001
 _COALESCE_BYTES: Final = 32 * 1024
 # At most this many bytes go into one write (a burst is written in parts as the client takes
@@ -144,18 +145,10 @@ class FrameWriter:
 
     def flush(self) -> None:
         """Write the pending frames, in one write unless they are many (the flusher calls this
-        once per iteration).
-
-        A stream that wrote less than :data:`_COALESCE_WINDOW` ago is hot (its source emits
-        faster than the loop turns): its frames wait for the rest of the window, or until
-        :data:`_COALESCE_BYTES` are pending, so that a fast stream pays one system call for
-        many events instead of one each. A quiet stream's frame goes out at once. A burst goes
-        out :data:`_WRITE_CHUNK` bytes at a time for as long as the transport takes them.
-        """
+        once per iteration), unless the stream is hot (see _COALESCE_WINDOW)."""
         self._queued = False
         outbox = self._outbox
-        # After the end, finish() writes what is left: writing it here as well would send it
-        # twice.
+        # (After the end, finish() writes what is left: here as well would send it twice.)
         if not outbox or self._blocked is not None or self._stopped:
             return
         now = self.loop.time()
@@ -201,12 +194,8 @@ class FrameWriter:
                 self.state.metrics.events_sent += len(frames)
                 task = write_now(response, b"".join(frames))
                 if task is not None:  # the last frames may not wait for a stuck client forever
-                    blocked = self._blocked = _BlockedWrite(self, task)
-                    try:
-                        await task
-                    finally:
-                        blocked.disarm()
-                        self._blocked = None
+                    self._blocked = _BlockedWrite(self, task)
+                    await self._blocked.finish()
             await response.write_eof()
         except ConnectionError:
             pass  # the client is gone: nothing more to send
@@ -233,9 +222,7 @@ class FrameWriter:
         the client (in our buffer, the transport and the kernel)."""
         self._lost(end)
         self._outbox.clear()
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
+        _abort(self.request)
 
     def _queue_flush(self) -> None:
         if not self._queued:
@@ -272,6 +259,14 @@ class _BlockedWrite:
         self.timer: asyncio.TimerHandle | None = None
         self.backlog = 0  # bytes waiting in the transport when the timer was (re)armed
         self._arm()
+
+    async def finish(self) -> None:
+        """Wait for the write, under the send timeout."""
+        try:
+            await self.task
+        finally:
+            self.disarm()
+            self.writer._blocked = None
 
     def disarm(self) -> None:
         if self.timer is not None:
@@ -319,6 +314,12 @@ async def _prepare(
     request.protocol.keep_alive(False)
     detect_dead_peer(request.transport, limits.send_timeout, heartbeat)
     return True
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
 
 
 def _backlog(request: web.Request) -> int:

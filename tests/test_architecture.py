@@ -73,7 +73,7 @@ def test_every_subpackage_is_shipped():
 
 #: A module is one job: past these sizes (in lines) it is doing two.
 MAX_MODULE_LINES = 400
-MAX_CLASS_LINES = 215
+MAX_CLASS_LINES = 200
 
 
 def test_modules_and_classes_stay_small():

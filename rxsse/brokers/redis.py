@@ -218,7 +218,9 @@ class RedisBroker:
             batch = self._in_flight = self._outbox[:_BATCH]
             self._outbox = self._outbox[_BATCH:]
             try:
-                results = await self._send(batch)
+                results = await _send(
+                    self._client, self._keys, self._log, self._firehose_length, batch
+                )
             except Exception as exc:
                 # Redis did not answer: what waits behind this round trip has waited as long,
                 # and fails with it rather than wait its own turn.
@@ -238,29 +240,6 @@ class RedisBroker:
                     self._metrics.emitted += 1
                 resolve(future, str(event_id))
 
-    async def _send(self, batch: list[_Pending]) -> list[Any]:
-        """One round trip: the fence, then the emits. Raises if the fence failed."""
-        assert self._client is not None
-        keys, log = self._keys, self._log
-        now_ms = str(int(time.time() * 1000))
-        slack = max(1, log.history // 10)
-        key_ttl = str(max(1, int(log.key_ttl * 1000)))
-        pipe = self._client.pipeline(transaction=False)
-        pipe.eval(FENCE, *keys.fence_args(_token()))
-        for event, _ in batch:
-            pipe.eval(
-                EMIT,
-                7,
-                *(keys.seq, keys.topic(event.topic), keys.topics, keys.firehose),
-                *(keys.trimmed, keys.epoch, keys.key(event.key or "")),
-                *(event.topic, event.data, event.type or "", log.history),
-                *(self._firehose_length, now_ms, slack, key_ttl if event.key else "0"),
-            )
-        fenced, *results = await pipe.execute(raise_on_error=False)
-        if isinstance(fenced, Exception):
-            raise fenced  # no emit may go out unfenced; they failed on the same error
-        return results
-
     # -- replaying --------------------------------------------------------------------------------
 
     async def replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay:
@@ -274,6 +253,31 @@ class RedisBroker:
             )
         except UNAVAILABLE as exc:  # the bus retries a resume while Redis is away
             raise ConnectionError(f"Redis at {self.url}: {exc}") from exc
+
+
+async def _send(
+    client: Redis | None, keys: RedisKeys, log: LogConfig, firehose: int, batch: list[_Pending]
+) -> list[Any]:
+    """One round trip: the fence, then the emits. Raises if the fence failed."""
+    assert client is not None
+    now_ms = str(int(time.time() * 1000))
+    slack = max(1, log.history // 10)
+    key_ttl = str(max(1, int(log.key_ttl * 1000)))
+    pipe = client.pipeline(transaction=False)
+    pipe.eval(FENCE, *keys.fence_args(_token()))
+    for event, _ in batch:
+        pipe.eval(
+            EMIT,
+            7,
+            *(keys.seq, keys.topic(event.topic), keys.topics, keys.firehose),
+            *(keys.trimmed, keys.epoch, keys.key(event.key or "")),
+            *(event.topic, event.data, event.type or "", log.history),
+            *(firehose, now_ms, slack, key_ttl if event.key else "0"),
+        )
+    fenced, *results = await pipe.execute(raise_on_error=False)
+    if isinstance(fenced, Exception):
+        raise fenced  # no emit may go out unfenced; they failed on the same error
+    return results
 
 
 def _connect(url: str, timeout: float) -> Redis:
