@@ -13,7 +13,9 @@ forging fields or events lives here:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic
+
+from typing_extensions import TypeVar
 
 from . import payload
 
@@ -42,8 +44,16 @@ def comment_line(text: str) -> bytes:
     return "".join(f": {line}\n" for line in _split_lines(text)).encode()
 
 
-class MessageEvent:
+#: What an event's data is: ``MessageEvent[Price]`` declares it (unsaid, it is ``Any``).
+DataT = TypeVar("DataT", default=Any)
+
+
+class MessageEvent(Generic[DataT]):
     """One server-sent event, immutable, with its encoded bytes cached.
+
+    ``MessageEvent[Price]`` is an event whose data is a ``Price``: a handler annotated
+    ``-> rx.Observable[MessageEvent[Price]]`` declares what its stream carries (see the
+    README's "Typed streams").
 
     Args:
         data: the payload. A ``str`` is sent as is (split into lines); ``None`` sends no
@@ -69,7 +79,7 @@ class MessageEvent:
 
     __slots__ = ("_encoded", "_json", "comment", "data", "id", "retry", "type")
 
-    data: Any
+    data: DataT
     id: str | None
     type: str | None
     retry: int | None
@@ -79,7 +89,7 @@ class MessageEvent:
 
     def __init__(
         self,
-        data: Any = None,
+        data: DataT = None,  # type: ignore[assignment]  # (no data: an id, a retry, a comment)
         *,
         id: str | int | None = None,
         type: str | None = None,
@@ -104,7 +114,7 @@ class MessageEvent:
     @classmethod
     def from_json(
         cls, text: str, *, id: str | int | None = None, type: str | None = None
-    ) -> MessageEvent:
+    ) -> MessageEvent[Any]:
         """The event whose ``data`` is the JSON ``text`` parsed; its frame carries ``text`` as
         it is, so data that was encoded once (when it was emitted) is not encoded again.
 
@@ -116,7 +126,7 @@ class MessageEvent:
             b'id: 7-a\\ndata: {"n":1}\\n\\n'
         """
         data = payload.loads(text)
-        event = cls(data, id=id, type=type)
+        event: MessageEvent[Any] = cls(data, id=id, type=type)
         if data is not None and not isinstance(data, str) and "\n" not in text and "\r" not in text:
             object.__setattr__(event, "_json", text)
         return event
@@ -144,8 +154,8 @@ class MessageEvent:
             and self.comment is None
             and data is not None
             and not isinstance(data, str)
-        ):  # the common case, a JSON payload alone: one string, one encode
-            return ("data: " + (self._json or payload.dumps(data)) + "\n\n").encode()
+        ):  # the common case, a JSON payload alone: one join
+            return b"data: " + self._json_bytes(data) + b"\n\n"
         parts: list[str] = []
         if self.comment is not None:
             parts.extend(f": {line}\n" for line in _split_lines(self.comment))
@@ -155,13 +165,16 @@ class MessageEvent:
             parts.append(f"event: {self.type}\n")
         if self.retry is not None:
             parts.append(f"retry: {self.retry}\n")
-        if data is not None:
-            if isinstance(data, str):
-                parts.extend(f"data: {line}\n" for line in _split_lines(data))
-            else:
-                parts.append(f"data: {self._json or payload.dumps(data)}\n")
+        if isinstance(data, str):
+            parts.extend(f"data: {line}\n" for line in _split_lines(data))
+        elif data is not None:
+            return b"".join(("".join(parts).encode(), b"data: ", self._json_bytes(data), b"\n\n"))
         parts.append("\n")
         return "".join(parts).encode()
+
+    def _json_bytes(self, data: object) -> bytes:
+        known = self._json
+        return known.encode() if known is not None else payload.dumps_bytes(data)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"MessageEvent is immutable; cannot set {name!r}")

@@ -1,14 +1,17 @@
 """Event data as JSON: the one encoder and the one decoder of rxsse.
 
-Every frame, every broker and every JSON request body goes through these two functions, so
-what one path accepts the others can carry. What a browser cannot read is refused here, once,
-with a :class:`ValueError` that says why:
+Every frame, every broker and every JSON request body goes through these functions, so what
+one path accepts the others can carry. The encoder is pydantic-core's (in Rust): besides what
+``json`` takes, it serialises pydantic models, dataclasses, ``datetime``/``date``/``time``
+(ISO 8601), ``timedelta``, ``UUID``, ``Decimal`` (as a string, exactly), enums (their value),
+sets and tuples (arrays), and bytes as UTF-8 text. What a browser cannot read is refused here,
+once, with a :class:`ValueError` that says why:
 
 - values JSON cannot represent: NaN and infinity, also as a number too large for a float
   (``1e999``); ``JSON.parse`` cannot give them back;
-- objects the ``json`` module cannot serialise;
+- objects of a type it cannot serialise;
 - text that UTF-8 cannot carry (a lone surrogate such as ``"\\ud800"``);
-- nesting deeper than the interpreter's recursion limit.
+- nesting too deep, and circular references.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import json
 import re
 from typing import Any, Final, NoReturn
 
-__all__ = ["dumps", "loads"]
+from pydantic_core import PydanticSerializationError, to_json
 
-# Compact UTF-8 JSON, made once: json.dumps with options builds an encoder on every call.
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+__all__ = ["dumps", "dumps_bytes", "loads"]
+
 # What JSON text must hold to parse into something dumps() refuses: a \uD800-\uDFFF escape
 # (the only way to spell a lone surrogate), or an exponent of three digits (1e999 is infinity).
 _SUSPECT: Final = re.compile(r"\\u[dD][89abcdefABCDEF]|[eE][+-]?[0-9]{3}")
@@ -30,24 +33,41 @@ def dumps(data: Any) -> str:
     """``data`` as compact JSON text, the form every frame and every broker carries.
 
     Raises:
-        ValueError: for NaN or infinity, an object ``json`` cannot serialise, a lone
-            surrogate, or nesting too deep.
+        ValueError: for NaN or infinity, an object of a type it cannot serialise, a lone
+            surrogate, nesting too deep or a circular reference.
 
     Example:
         >>> dumps({"price": 1.5, "symbol": "€"})
         '{"price":1.5,"symbol":"€"}'
     """
+    return dumps_bytes(data).decode()
+
+
+def dumps_bytes(data: Any) -> bytes:
+    """:func:`dumps` as UTF-8 bytes (what a frame is made of)."""
     try:
-        text = _ENCODER.encode(data)
-    except TypeError as exc:
-        raise ValueError(f"cannot be sent as JSON: {exc}") from None
+        # NaN and infinity come out as constants, to be refused below with a clear message.
+        text = to_json(data, inf_nan_mode="constants")
+    except PydanticSerializationError as exc:
+        raise ValueError(f"cannot be sent as JSON: {_reason(exc)}") from None
     except RecursionError:
         raise ValueError("cannot be sent as JSON: nested too deeply") from None
-    except ValueError as exc:  # the encoder's own: NaN or infinity, or a circular reference
-        raise ValueError(f"cannot be sent as JSON: {exc}") from None
-    if not text.isascii():
-        _check_unicode(text)
+    if b"NaN" in text or b"Infinity" in text:  # a constant, or only a string holding the word
+        json.loads(text, parse_constant=_refuse_to_send)
     return text
+
+
+def _reason(error: PydanticSerializationError) -> str:
+    reason = str(error).removeprefix("Error serializing to JSON: ")
+    if "surrogates not allowed" in reason:
+        return "the text holds a lone surrogate"
+    if "depth exceeded" in reason:
+        return "nested too deeply"
+    return reason
+
+
+def _refuse_to_send(name: str) -> NoReturn:
+    raise ValueError(f"cannot be sent as JSON: {name} (a browser's JSON.parse refuses it)")
 
 
 def loads(text: str | bytes) -> Any:
@@ -68,16 +88,9 @@ def loads(text: str | bytes) -> Any:
     except RecursionError:
         raise ValueError("the JSON is nested too deeply") from None
     if _SUSPECT.search(text) is not None:
-        dumps(value)  # valid pairs and finite numbers pass; the rest is refused
+        dumps_bytes(value)  # valid pairs and finite numbers pass; the rest is refused
     return value
 
 
 def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON: a browser's JSON.parse refuses it")
-
-
-def _check_unicode(text: str) -> None:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise ValueError("cannot be sent: the text holds a lone surrogate") from None
