@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
 
-__all__ = ["bad_request", "json_error", "json_errors"]
+__all__ = ["Problem", "bad_request", "invalid_request", "json_error", "json_errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,39 @@ def json_error(
 
 def bad_request(message: str, **details: Any) -> web.HTTPException:
     """A 400 with a JSON body: ``raise bad_request("email is required", parameter="email")``."""
+    return json_error(400, message, **details)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a request: where (``query``, ``path``, ``header``, ``body``), which
+    parameter (a dotted path inside a body), and what."""
+
+    location: str
+    parameter: str
+    message: str
+    expected: str | None = None  #: what the value must be, in words
+
+
+def invalid_request(problems: list[Problem]) -> web.HTTPException:
+    """A 400 listing every problem of a request at once::
+
+        {"error": "<the first problem>", "parameter": "<its parameter>",
+         "errors": [{"location": "query", "parameter": "limit", "message": "..."}, ...]}
+
+    (``error`` and ``parameter`` name the first problem, ``expected`` says what it must be
+    when known, so a client that reads one field still gets the gist.)
+    """
+    first = problems[0]
+    details: dict[str, Any] = {"parameter": first.parameter}
+    if first.expected is not None:
+        details["expected"] = first.expected
+    details["errors"] = [
+        {"location": p.location, "parameter": p.parameter, "message": p.message} for p in problems
+    ]
+    message = first.message
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more: see errors)"
     return json_error(400, message, **details)
 
 
