@@ -22,7 +22,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict rxsse
 
-# The JavaScript clients the tests read streams with (npm eventsource), as locked.
+# The JavaScript the tests use (npm eventsource, @asyncapi/parser), as locked.
 NODE_CLIENTS := tests/clients/node_modules/.installed
 
 $(NODE_CLIENTS): tests/clients/package-lock.json

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 import reactivex as rx
 from aiohttp import web
+from pydantic import BaseModel
 from reactivex import operators as ops
 
 import rxsse
@@ -27,6 +28,14 @@ from rxsse import MessageEvent, controller, sse
 
 MAX_LIMIT = 10_000
 RETRY_MS = 2_000
+
+
+class Update(BaseModel):
+    """What an ``UPDATE`` event carries."""
+
+    count: int
+    dateTime: datetime
+    timezone: str
 
 
 @cache
@@ -47,7 +56,7 @@ def _zone(name: str) -> ZoneInfo:
 class CustomEvents:
     """A bounded, resumable stream of ``UPDATE`` events."""
 
-    @sse()
+    @sse(events={"UPDATE": Update})
     def updates(
         self,
         tz: str = "UTC",
@@ -56,7 +65,8 @@ class CustomEvents:
         batch: int | None = None,
         retry: int = RETRY_MS,
         last_event_id: int | None = None,
-    ) -> rx.Observable[MessageEvent] | web.Response:
+    ) -> rx.Observable[MessageEvent[Update]] | web.Response:
+        """``UPDATE`` events with the time in ``tz``, every ``period`` s, ``limit`` of them."""
         zone = _zone(tz)
         within(period, 0.01, 3600, parameter="period", unit="seconds")
         within(limit, 1, MAX_LIMIT, parameter="limit")

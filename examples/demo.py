@@ -1,6 +1,7 @@
 """Every example in one app, with a page that shows each stream live: ``make demo``.
 
-Serves http://127.0.0.1:8080/ (plain JavaScript ``EventSource``, no build step).
+Serves http://127.0.0.1:8080/ (plain JavaScript ``EventSource``, no build step), and the API's
+documents and stream explorer at http://127.0.0.1:8080/docs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from examples.custom_events import CustomEvents
 from examples.notifications import Notifications
 from examples.progress import Tasks
 from examples.ticks import Ticks
-from rxsse import EventBus
+from rxsse import Docs, EventBus
 
 PAGE = Path(__file__).with_name("static") / "index.html"
 
@@ -34,7 +35,8 @@ def create_app(bus: EventBus | None = None, **options: Any) -> web.Application:
     app = web.Application()
     app.router.add_get("/", index)
     controllers = (Ticks(), CustomEvents(), Notifications(), Tasks(bus))
-    rxsse.setup(app, *controllers, bus=bus, **{"heartbeat": 15.0, **options})
+    docs = Docs(title="rxsse demo", description="Every rxsse example in one app.")
+    rxsse.setup(app, *controllers, bus=bus, docs=docs, **{"heartbeat": 15.0, **options})
     return app
 
 

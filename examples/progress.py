@@ -16,17 +16,32 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+from typing import Annotated
 
 import reactivex as rx
 from aiohttp import web
+from pydantic import BaseModel, Field
 from reactivex import operators as ops
 
 import rxsse
-from examples._params import within
 from rxsse import EventBus, MessageEvent, controller, post, sse
 
 TOPIC = "tasks.progress"
 STEPS = 10
+
+
+class Progress(BaseModel):
+    """One step of a job: what its stream carries."""
+
+    taskId: str
+    progress: Annotated[int, Field(ge=0, le=100)]
+
+
+class Started(BaseModel):
+    """The answer to ``POST /tasks``: the job's id and where its progress streams."""
+
+    id: str
+    progress: str
 
 
 @dataclass(frozen=True)
@@ -48,7 +63,7 @@ class JobRunner:
     async def start(self, duration: float) -> Job:
         """Start a job that takes ``duration`` seconds."""
         job_id = uuid.uuid4().hex
-        data = {"taskId": job_id, "progress": 0}
+        data = Progress(taskId=job_id, progress=0)
         job = Job(job_id, MessageEvent(data, id=await self.bus.publish(TOPIC, data)))
         self.jobs[job_id] = job
         task = asyncio.get_running_loop().create_task(self._run(job, duration))
@@ -61,11 +76,13 @@ class JobRunner:
             for step in range(1, STEPS + 1):
                 await asyncio.sleep(duration / STEPS)  # stands in for a slice of real work
                 progress = step * 100 // STEPS
-                await self.bus.publish(TOPIC, {"taskId": job.id, "progress": progress})
+                await self.bus.publish(TOPIC, Progress(taskId=job.id, progress=progress))
         finally:
             del self.jobs[job.id]  # forget the job however it ended: nothing accumulates
 
-    def progress(self, job_id: str, last_event_id: str | None) -> rx.Observable[MessageEvent]:
+    def progress(
+        self, job_id: str, last_event_id: str | None
+    ) -> rx.Observable[MessageEvent[Progress]]:
         """The job's events after ``last_event_id`` (from its start if None), until 100."""
         job = self.jobs.get(job_id)
         if job is None:
@@ -93,17 +110,19 @@ class Tasks:
         self.runner = JobRunner(bus)
 
     @post()
-    async def create(self, duration: float = 3.0) -> web.Response:
-        within(duration, 0.05, 600, parameter="duration", unit="seconds")
+    async def create(
+        self, duration: Annotated[float, Field(ge=0.05, le=600)] = 3.0
+    ) -> web.Response:
+        """Start a job that takes ``duration`` seconds; 202 with its id (a ``Started``)."""
         job = await self.runner.start(duration)
-        return web.json_response(
-            {"id": job.id, "progress": f"/tasks/{job.id}/progress"}, status=202
-        )
+        started = Started(id=job.id, progress=f"/tasks/{job.id}/progress")
+        return web.json_response(started.model_dump(), status=202)
 
     @sse("/{task_id}/progress")
     def progress(
         self, task_id: str, last_event_id: str | None = None
-    ) -> rx.Observable[MessageEvent]:
+    ) -> rx.Observable[MessageEvent[Progress]]:
+        """A job's progress, 0 to 100, resumable; it completes when the job is done."""
         return self.runner.progress(task_id, last_event_id)
 
     async def on_cleanup(self) -> None:

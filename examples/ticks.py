@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import reactivex as rx
 from aiohttp import web
+from pydantic import BaseModel
 from reactivex import operators as ops
 
 import rxsse
@@ -16,10 +17,17 @@ from examples._params import within
 from rxsse import MessageEvent, controller, sse
 
 
-def tick(count: int) -> MessageEvent:
+class Tick(BaseModel):
+    """What each tick carries."""
+
+    count: int
+    timestamp: datetime
+
+
+def tick(count: int) -> MessageEvent[Tick]:
     """The event for the ``count``-th tick, stamped with the current UTC time."""
-    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-    return MessageEvent({"count": count, "timestamp": now})
+    now = datetime.now(timezone.utc)
+    return MessageEvent(Tick(count=count, timestamp=now))
 
 
 @controller("/ticks")
@@ -27,7 +35,8 @@ class Ticks:
     """One stream: a tick now, then one every ``period`` seconds, forever."""
 
     @sse()
-    def ticks(self, period: float = 1.0) -> rx.Observable[MessageEvent]:
+    def ticks(self, period: float = 1.0) -> rx.Observable[MessageEvent[Tick]]:
+        """A tick now, then one every ``period`` seconds."""
         within(period, 0.01, 3600, parameter="period", unit="seconds")
         # No scheduler given: rxsse subscribes with the request's event loop scheduler.
         return rx.timer(0.0, period).pipe(ops.map(tick))

@@ -10,6 +10,7 @@ from .brokers.memory import MemoryBroker
 from .bus import EventBus
 from .client import EventSource, EventSourceError, observe
 from .cors import CORS
+from .docs import Docs
 from .errors import bad_request, json_error
 from .event import MessageEvent
 from .failures import last_event_id
@@ -29,6 +30,7 @@ __all__ = [
     "SSE_HEADERS",
     "Broker",
     "BusMetrics",
+    "Docs",
     "EmitError",
     "EventBus",
     "EventSource",

@@ -4,14 +4,16 @@ and ``setup(app, ...)`` that mounts them on an aiohttp application.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
 
 from aiohttp import web
 
 from .binding import Binder
+from .contracts import EventCheck, route_contract, stream_events
 from .cors import CORS, install_cors
+from .docs import Docs, install_docs
 from .errors import json_errors as json_errors_middleware
 from .event import MessageEvent
 from .metrics import BusMetrics
@@ -43,11 +45,7 @@ class RouteSpec:
     options: dict[str, Any] = field(default_factory=dict)
     guards: tuple[Guard, ...] = ()
     max_streams: int | None = None
-
-
-#: A guard: an async callable of the request that runs before the handler. It rejects by
-#: raising a ``web.HTTPException`` (401, 403...) or by returning False (403); it may store what
-#: it learnt in the request (``request["user"] = ...``) for the handler.
+    events: Mapping[str, Any] | None = None  #: a stream's event types and their data
 
 
 def sse(
@@ -55,6 +53,7 @@ def sse(
     *,
     guards: Sequence[Guard] = (),
     max_streams: int | None = None,
+    events: Mapping[str, Any] | None = None,
     **options: Unpack[StreamKeywords],
 ) -> Callable[[_F], _F]:
     """Mark a handler as a ``GET`` event stream at ``path`` (relative to its controller).
@@ -64,7 +63,11 @@ def sse(
     (``heartbeat``, ``headers``, buffer limits) and override the defaults given to
     :func:`setup`. ``guards`` run first (after the controller's): a rejected request gets its
     status and nothing is subscribed. ``max_streams`` caps the streams open at once on this
-    route: one more is answered 503 with ``Retry-After``.
+    route: one more is answered 503 with ``Retry-After``. ``events`` declares what the
+    stream sends, by event type (``{"update": Update, "removed": Removed}``; an event with no
+    type is ``"message"``); without it, the handler's return annotation says it
+    (``-> rx.Observable[Price]``). The API documents describe it, and
+    ``setup(..., validate_events=True)`` checks every event against it.
 
     Example:
         >>> @sse("/ticks", heartbeat=30.0)
@@ -73,7 +76,7 @@ def sse(
     """
     options_of(None, options, f"@sse({path!r})")  # checked now, at decoration
     Quota(max_streams)
-    return _route("GET", path, "sse", dict(options), guards, max_streams)
+    return _route("GET", path, "sse", dict(options), guards, max_streams, events)
 
 
 def get(path: str = "", *, guards: Sequence[Guard] = ()) -> Callable[[_F], _F]:
@@ -104,9 +107,14 @@ def _route(
     options: dict[str, Any],
     guards: Sequence[Guard],
     max_streams: int | None = None,
+    events: Mapping[str, Any] | None = None,
 ) -> Callable[[_F], _F]:
+    if events is not None:
+        events = dict(events)
+        stream_events(None, events, f"@sse({path!r})")  # checked now, at decoration
+
     def mark(handler: _F) -> _F:
-        spec = RouteSpec(method, path, kind, options, tuple(guards), max_streams)
+        spec = RouteSpec(method, path, kind, options, tuple(guards), max_streams, events)
         setattr(handler, _ROUTE, spec)
         return handler
 
@@ -147,6 +155,8 @@ def setup(
     shutdown_event: MessageEvent | None = None,
     cors: CORS | None = None,
     json_errors: bool = True,
+    docs: bool | Docs = False,
+    validate_events: bool = False,
     options: StreamOptions | None = None,
     **keywords: Unpack[StreamKeywords],
 ) -> None:
@@ -173,6 +183,12 @@ def setup(
         json_errors: answer every error of the app with a JSON body, aiohttp's own (404,
             405, 413...) and unhandled exceptions included (see :func:`rxsse.errors.json_errors`);
             ``False`` leaves errors outside rxsse's routes as aiohttp makes them.
+        docs: serve the API's documents and explorer (``True``, or a :class:`rxsse.Docs`
+            for a title, version and paths): ``/asyncapi.json`` (AsyncAPI 3.0, every
+            stream), ``/openapi.json`` (OpenAPI 3.1, every route) and ``/docs``.
+        validate_events: check every event a stream emits against the types it declares
+            (see :func:`sse`); a wrong one fails the stream with an error naming the route.
+            Worth having in tests; off by default, as it costs a validation per event.
         options: defaults for every ``@sse`` route (a :class:`~rxsse.options.StreamOptions`);
             a route's own options override them. Checked and merged once, here.
         keywords: defaults as keywords of :func:`rxsse.stream` (``heartbeat``, ``headers``,
@@ -219,19 +235,27 @@ def setup(
         _register_hooks(app, instance)
         for handler, spec, full_path, guards in _routes_of(instance):
             name = getattr(handler, "__qualname__", repr(handler))
-            binder = Binder(handler, full_path, providers, name=name)
+            binder = Binder(handler, full_path, providers, name=name, method=spec.method)
+            contract = route_contract(handler, spec, full_path, name, binder, guards)
             if spec.kind == "sse":
                 limits = (Quota(spec.max_streams), state.quota)
                 admission = Admission(limits, counters, retry_after)
                 route_options = defaults.replace(**spec.options)
-                view = sse_view(handler, binder, guards, admission, route_options)
+                contract = replace(contract, error_event=route_options.failures.error_event)
+                check = None
+                if validate_events and contract.events:
+                    check = EventCheck(f"{spec.method} {full_path} ({name})", contract.events)
+                view = sse_view(handler, binder, guards, admission, route_options, check)
             else:
                 view = plain_view(handler, binder, guards)
+            state.routes.append(contract)
             resource = resources.get(full_path)
             if resource is None:
                 resource = resources[full_path] = app.router.add_resource(full_path)
             resource.add_route(spec.method, view)
     install_cors(app, state, cors, resources.values())
+    if docs:
+        install_docs(app, state, Docs() if docs is True else docs)
 
 
 def _install_bus(app: web.Application, bus: _Lifecycle) -> None:

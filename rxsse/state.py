@@ -75,6 +75,9 @@ class AppState:
         bus: the event bus ``setup`` started with the app (if any).
         cors: the CORS policy of the app's rxsse routes (if any).
         cors_resources: the resources that policy covers (every ``setup``'s).
+        routes: every route ``setup`` mounted, as :class:`rxsse.contracts.RouteContract`:
+            what the API documents describe.
+        docs: the documents' settings, once served (:class:`rxsse.Docs`).
     """
 
     metrics: StreamMetrics = field(default_factory=StreamMetrics)
@@ -84,6 +87,8 @@ class AppState:
     bus: Any = None
     cors: CORS | None = None
     cors_resources: set[web.Resource] = field(default_factory=set)
+    routes: list[Any] = field(default_factory=list)
+    docs: Any = None
 
 
 #: rxsse's one key in an application.

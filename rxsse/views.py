@@ -18,6 +18,7 @@ from reactivex import Observable
 
 from .binding import Binder
 from .broker import EmitError
+from .contracts import EventCheck
 from .errors import STREAM_VIEW, json_error
 from .failures import resume_of
 from .metrics import StreamMetrics
@@ -68,8 +69,10 @@ def sse_view(
     guards: tuple[Guard, ...],
     admission: Admission,
     options: StreamOptions,
+    check: EventCheck | None = None,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """The view of an ``@sse`` route."""
+    """The view of an ``@sse`` route (``check``: every event checked against the route's
+    declared types)."""
     failures = options.failures
 
     # One coroutine for the whole request: it lives as long as the stream, and every frame
@@ -84,6 +87,8 @@ def sse_view(
             if isinstance(result, web.StreamResponse):
                 return result  # the handler answered itself, e.g. 204 to stop a browser
             if isinstance(result, (Observable, AsyncIterable)):
+                if check is not None:
+                    result = check.wrap(result)
                 return await stream(request, result, options)
             raise _unsupported_return(
                 f"@sse handler {binder.name}",

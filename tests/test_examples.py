@@ -104,12 +104,21 @@ async def test_notifications_reach_only_their_own_email(serve):
     bob.close()
 
 
-@pytest.mark.parametrize("body", [{}, {"email": 5}, {"email": "no-at-sign"}, ["x"], "text"])
-async def test_verify_rejects_a_bad_body_with_400(serve, body):
+@pytest.mark.parametrize(
+    ("body", "parameter"),
+    [
+        ({}, "email"),
+        ({"email": 5}, "email"),
+        ({"email": "no-at-sign"}, "email"),
+        (["x"], "body"),
+        ("text", "body"),
+    ],
+)
+async def test_verify_rejects_a_bad_body_with_400(serve, body, parameter):
     client = await serve(notifications.create_app())
     async with client.post("/verify", json=body) as resp:
         assert resp.status == 400
-        assert (await resp.json())["parameter"] == "email"
+        assert (await resp.json())["parameter"] == parameter  # (a body that is no object: body)
 
 
 async def test_notifications_require_an_email(serve):
