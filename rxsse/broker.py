@@ -112,6 +112,12 @@ class Broker(Protocol):
     log. The bus calls every method but :meth:`bind` on its event loop.
 
     Publishing needs no :meth:`start`: a process that only publishes never reads.
+
+    The bus runs the first step of these coroutines at once, in its caller's task (the
+    in-memory broker's never wait: no task is made for them), and only the rest in a task of
+    its own. So a coroutine that waits must not enter anything bound to the current task in its
+    first step (``asyncio.timeout``, a client library's I/O): it does that in a task it makes
+    and awaits, as :class:`~rxsse.brokers.redis.RedisBroker` does.
     """
 
     def bind(self, log: LogConfig, metrics: BusMetrics) -> None:

@@ -127,6 +127,11 @@ class RedisBroker:
 
     async def start(self, sink: Sink) -> int:
         """Connect the reader: one connection and one task following the firehose."""
+        # In a task of its own: redis-py's timeouts belong to the task that enters them, and
+        # the bus may run this coroutine's first step in its caller's task (see Broker).
+        return await asyncio.get_running_loop().create_task(self._start(sink))
+
+    async def _start(self, sink: Sink) -> int:
         self._closed = False
         loop = self._publishing_loop()
         self._reader_client = _connect(self.url, self._block_ms / 1000 + self._emit_timeout)
@@ -243,10 +248,14 @@ class RedisBroker:
     # -- replaying --------------------------------------------------------------------------------
 
     async def replay(self, pattern: TopicPattern, after: str, upto: int) -> Replay:
+        # (In a task of its own, as start() is.)
+        task = asyncio.get_running_loop().create_task(self._replay(Span(pattern, after, upto)))
+        return await task
+
+    async def _replay(self, span: Span) -> Replay:
         self._publishing_loop()
         if self._client is None or self._reader is None:  # (the bus starts it first)
             return None
-        span = Span(pattern, after, upto)
         try:
             return await read_replay(
                 self._client, self._keys, self._reader.epochs, self._log.max_age, span
