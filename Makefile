@@ -52,8 +52,12 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)  ## rxsse beside raw aiohttp, aiohttp-sse and sse-starlette; bus fan-out; capacity
-	$(BIN)/python -m bench.run
+# The compiled load client (the Python one is the fallback without gcc).
+bench/loadclient: bench/loadclient.c
+	gcc -O2 -o $@ $<
+
+bench: $(BENCH_STAMP) bench/loadclient  ## rxsse against the limit and its peers; bus fan-out; capacity
+	ulimit -n 20000 && $(BIN)/python -m bench.run
 	$(BIN)/python -m bench.fanout
 	ulimit -n 20000 && $(BIN)/python -m bench.capacity
 

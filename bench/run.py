@@ -1,15 +1,20 @@
-"""``make bench``: rxsse beside raw aiohttp, aiohttp-sse and sse-starlette, in one run.
+"""``make bench``: rxsse against the limit (raw aiohttp doing only what rxsse must), beside a weak
+raw baseline, aiohttp-sse and sse-starlette, in one run.
 
-Every server runs in its own process pinned to one core (``bench/servers.py``); this process is
-the load client, pinned to the other core, on uvloop when installed, counting frames with an
-asyncio Protocol and nothing more. Scenarios:
+Every server runs in its own process pinned to one core (``bench/servers.py``). The load client
+is pinned to the other core: the compiled one (``bench/loadclient.c``, epoll, counting frames
+and when the last client got each), or this process's asyncio client with ``--python-client``
+(or without ``gcc``), which is slower than the servers it measures at thousands of clients.
+Scenarios:
 
-- single stream: 100,000 small JSON events as fast as the server makes them (events/s), beside
-  the rxsse pipeline's Observable drained by a no-op observer (the Rx ceiling);
-- broadcast to 1,000 and 5,000 clients: 200 events emitted 50 ms apart, the time from each emit
-  to the last client having it (p50, p99, max); then 200 events in a burst, the time until every
-  client has all of them (deliveries/s) and the server's CPU time per delivered event;
-- idle memory: the server's RSS growth per open idle connection, at 5,000 connections.
+- single stream: 100,000 small JSON events as fast as the server makes them (events/s, read by
+  this process), beside the rxsse pipeline's Observable drained by a no-op observer (the Rx
+  ceiling);
+- broadcast to 1,000, 5,000 and 15,000 clients (the peers up to 5,000): 200 events emitted
+  50 ms apart, the time from each emit to the last client having it (p50, p99, max); then 200
+  events in a burst, the time until every client has all of them (deliveries/s) and the
+  server's CPU time per delivered event;
+- idle memory: the server's RSS growth per open idle connection, at each size.
 
 It prints markdown tables, writes them to ``bench/results/bench.md`` with a plot
 ``bench/results/bench.png``.
@@ -22,6 +27,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,16 +46,21 @@ from bench.common import (
     request,
     wait_for_port,
 )
+from bench.loadclient import LoadClient, build
 from rxsse import use_uvloop
 
-KINDS = ["raw", "rxsse", "aiohttp-sse", "sse-starlette"]
+KINDS = ["raw", "raw-per-write", "rxsse", "aiohttp-sse", "sse-starlette"]
 LABELS = {
-    "raw": "raw aiohttp (pre-encoded, the limit)",
+    "raw": "raw aiohttp, coalesced (the limit)",
+    "raw-per-write": "raw aiohttp, a write per event per client",
     "rxsse": "**rxsse**",
     "aiohttp-sse": "aiohttp-sse",
     "sse-starlette": "sse-starlette (uvicorn)",
 }
 PACED_INTERVAL = 0.05
+#: The peers (and the weak baseline) are measured up to this many clients: past it they take
+#: minutes per run and say nothing new.
+PEER_MAX_CLIENTS = 5000
 
 
 class Server:
@@ -75,6 +86,14 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    async def wait_for_subscribers(self, count: int, timeout: float = 120) -> None:
+        """Poll ``/stats`` (with a deadline) until ``count`` clients are subscribed."""
+        deadline = time.monotonic() + timeout
+        while (await self.http("GET", "/stats"))["subscribers"] < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.kind}: clients did not all subscribe")
+            await asyncio.sleep(0.05)
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -214,46 +233,75 @@ class Client(FrameCounter):
             self.count += found
 
 
-async def broadcast(server: Server, clients: int, events: int) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-    arrivals = Arrivals(clients)
-    rss_before = server.rss_kib()
-    transports = []
-    for start in range(0, clients, 250):
-        batch = await asyncio.gather(
-            *(
-                loop.create_connection(lambda: Client(arrivals), "127.0.0.1", server.port)
-                for _ in range(min(250, clients - start))
+class PythonClients:
+    """The fallback load client, in this process (``LoadClient``'s interface): it measures
+    itself as much as the server once thousands of clients get frames fast."""
+
+    def __init__(self, port: int, clients: int, path: str) -> None:
+        self.port, self.clients, self.path = port, clients, path
+        self.arrivals = Arrivals(clients)
+        self.transports: list[asyncio.BaseTransport] = []
+        self.reported = 0
+
+    async def __aenter__(self) -> PythonClients:
+        loop = asyncio.get_running_loop()
+        for start in range(0, self.clients, 250):
+            batch = await asyncio.gather(
+                *(
+                    loop.create_connection(lambda: Client(self.arrivals), "127.0.0.1", self.port)
+                    for _ in range(min(250, self.clients - start))
+                )
             )
+            for transport, _ in batch:
+                transport.write(request(self.path))
+                self.transports.append(transport)
+        return self
+
+    async def expect(self, total: int, timeout: float = 120) -> list[float]:
+        self.arrivals.complete.clear()
+        self.arrivals.target = total
+        if len(self.arrivals.counts) < total:
+            self.arrivals.counts += [0] * (total - len(self.arrivals.counts))
+        if len(self.arrivals.last) < total:
+            await asyncio.wait_for(self.arrivals.complete.wait(), timeout)
+        last = [self.arrivals.last[k] for k in range(self.reported, total)]
+        self.reported = total
+        return last
+
+    async def __aexit__(self, *exc: object) -> None:
+        for transport in self.transports:
+            transport.close()
+
+
+async def broadcast(
+    server: Server, clients: int, events: int, loadclient: Path | None
+) -> dict[str, float]:
+    rss_before = server.rss_kib()
+    load = os.getloadavg()[0]
+    if loadclient is not None:
+        connections: Any = LoadClient(loadclient, server.port, clients, "/broadcast")
+    else:
+        connections = PythonClients(server.port, clients, "/broadcast")
+    async with connections as client:
+        await server.wait_for_subscribers(clients)
+        await asyncio.sleep(0.5)  # let the server settle before reading its memory
+        rss_after = server.rss_kib()
+        # paced: the latency of each event to the last client, and the CPU each delivery costs
+        paced_cpu_before = server.cpu_seconds()
+        paced = asyncio.ensure_future(
+            server.http("POST", f"/emit?n={events}&interval={PACED_INTERVAL}")
         )
-        for transport, _ in batch:
-            transport.write(request("/broadcast"))
-            transports.append(transport)
-    deadline = time.monotonic() + 60
-    while (await server.http("GET", "/stats"))["subscribers"] < clients:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{server.kind}: clients did not all subscribe")
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)  # let the server settle before reading its memory
-    rss_after = server.rss_kib()
-    try:
-        # paced: the latency of each event to the last client
-        arrivals.target = events
-        emitted = await server.http("POST", f"/emit?n={events}&interval={PACED_INTERVAL}")
-        await asyncio.wait_for(arrivals.complete.wait(), timeout=120)
-        latencies = sorted(arrivals.last[k] - emitted[k] for k in range(events))
+        arrived = await client.expect(events)
+        emitted = await paced
+        paced_cpu = server.cpu_seconds() - paced_cpu_before
+        latencies = sorted(arrived[k] - emitted[k] for k in range(events))
         # burst: everything at once, until every client has every event
-        arrivals.complete.clear()
-        arrivals.target = 2 * events
         cpu_before = server.cpu_seconds()
         started = time.monotonic()
-        await server.http("POST", f"/emit?n={events}&interval=0")
-        await asyncio.wait_for(arrivals.complete.wait(), timeout=120)
-        total = max(arrivals.last[k] for k in range(events, 2 * events)) - started
+        burst = asyncio.ensure_future(server.http("POST", f"/emit?n={events}&interval=0"))
+        total = max(await client.expect(2 * events)) - started
+        await burst
         cpu = server.cpu_seconds() - cpu_before
-    finally:
-        for transport in transports:
-            transport.close()
     deliveries = clients * events
     return {
         "p50_ms": 1000 * statistics.median(latencies),
@@ -262,24 +310,30 @@ async def broadcast(server: Server, clients: int, events: int) -> dict[str, floa
         "burst_s": total,
         "deliveries_per_s": deliveries / total,
         "cpu_us_per_delivery": 1e6 * cpu / deliveries,
+        "paced_cpu_us_per_delivery": 1e6 * paced_cpu / deliveries,
         "rss_per_conn_kib": (rss_after - rss_before) / clients,
+        "load": load,
     }
 
 
 # -- the run ------------------------------------------------------------------------------------
 
 
-async def measure(kinds: list[str], events: int, rounds: int, sizes: list[int]) -> dict[str, Any]:
+async def measure(
+    kinds: list[str], events: int, rounds: int, sizes: list[int], loadclient: Path | None
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for kind in kinds:
-        result: dict[str, Any] = {}
+        result: dict[str, Any] = {"load": os.getloadavg()[0]}
         async with Server(kind) as server:
             await single_stream(server, events)  # warm up (and let raw pre-encode its frames)
             seconds = [await single_stream(server, events) for _ in range(rounds)]
             result["single"] = events / min(seconds)
         for size in sizes:
+            if size > PEER_MAX_CLIENTS and kind not in ("raw", "rxsse"):
+                continue
             async with Server(kind) as server:
-                result[size] = await broadcast(server, size, 200)
+                result[size] = await broadcast(server, size, 200, loadclient)
         print(f"{kind}: {result}", flush=True)
         results[kind] = result
     return results
@@ -297,12 +351,16 @@ def tables(
     events: int,
     sizes: list[int],
     loop_name: str,
+    client: str,
 ) -> str:
     raw = results["raw"]
     lines = [
         f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} "
         f"{platform.python_version()}, {loop_name} event loop; server and load client pinned to "
-        "separate cores.",
+        f"separate cores; load client: {client}. The load average (1 min) when each server's "
+        "runs began: "
+        + ", ".join(f"{LABELS[k].strip('*')} {results[k]['load']:.2f}" for k in results)
+        + ".",
         "",
         f"Single stream, {events:,} small JSON events, best of the rounds:",
         "",
@@ -337,31 +395,39 @@ def tables(
             f"{PACED_INTERVAL * 1000:.0f} ms apart, emit to the last client; throughput and CPU: "
             "a burst of 200):",
             "",
-            "| server | p50 ms | p99 ms | max ms | p99 x raw | deliveries/s | x raw "
-            "| CPU µs/delivery |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| server | p50 ms | p99 ms | max ms | p99 x limit | paced CPU µs/delivery "
+            "| x limit | burst deliveries/s | x limit | burst CPU µs/delivery | load |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for kind in results:
-            r = results[kind][size]
+            if size not in results[kind]:
+                continue
+            r, limit = results[kind][size], raw[size]
             lines.append(
                 f"| {LABELS[kind]} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} "
-                f"| {ratio(r['p99_ms'], raw[size]['p99_ms'])} | {r['deliveries_per_s']:,.0f} "
-                f"| {ratio(r['deliveries_per_s'], raw[size]['deliveries_per_s'])} "
-                f"| {r['cpu_us_per_delivery']:.2f} |"
+                f"| {ratio(r['p99_ms'], limit['p99_ms'])} "
+                f"| {r['paced_cpu_us_per_delivery']:.2f} "
+                f"| {ratio(r['paced_cpu_us_per_delivery'], limit['paced_cpu_us_per_delivery'])} "
+                f"| {r['deliveries_per_s']:,.0f} "
+                f"| {ratio(r['deliveries_per_s'], limit['deliveries_per_s'])} "
+                f"| {r['cpu_us_per_delivery']:.2f} | {r['load']:.2f} |"
             )
-    largest = max(sizes)
     lines += [
         "",
-        f"Idle memory: server RSS growth per open connection, at {largest:,} connections:",
+        "Idle memory: server RSS growth per open connection:",
         "",
-        "| server | KiB per connection | x raw |",
-        "|---|---:|---:|",
+        "| server | " + " | ".join(f"KiB at {size:,} | x limit" for size in sizes) + " |",
+        "|---|" + "---:|---:|" * len(sizes),
     ]
     for kind in results:
-        value = results[kind][largest]["rss_per_conn_kib"]
-        lines.append(
-            f"| {LABELS[kind]} | {value:.1f} | {ratio(value, raw[largest]['rss_per_conn_kib'])} |"
-        )
+        cells = []
+        for size in sizes:
+            if size not in results[kind]:
+                cells += ["", ""]
+                continue
+            value = results[kind][size]["rss_per_conn_kib"]
+            cells += [f"{value:.1f}", ratio(value, raw[size]["rss_per_conn_kib"])]
+        lines.append(f"| {LABELS[kind]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -374,7 +440,7 @@ def plot(results: dict[str, Any], ceiling: float, sizes: list[int], path: Path) 
     kinds = list(results)
     names = ["raw aiohttp" if k == "raw" else k for k in kinds]
     colors = ["#888888" if k == "raw" else "#d62728" if k == "rxsse" else "#1f77b4" for k in kinds]
-    largest = max(sizes)
+    largest = max(size for size in sizes if all(size in results[k] for k in kinds))
     figure, grid = plt.subplots(2, 2, figsize=(11, 6.5))
     axes = grid.flatten()
     panels = [
@@ -408,7 +474,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 15000])
+    parser.add_argument(
+        "--python-client", action="store_true", help="load with the Python client, not the C one"
+    )
     parser.add_argument(
         "--kinds", nargs="+", default=KINDS, help="servers to run (a subset only prints its rows)"
     )
@@ -435,15 +504,20 @@ def main() -> None:
         plot(results, saved["ceiling"], args.sizes, RESULTS / "bench.png")
         return
     pin(CLIENT_CORE)
+    # 15,000 clients and as many server sockets: the processes may open as many files as allowed.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    loadclient = None if args.python_client else build()
+    client = "compiled (bench/loadclient.c)" if loadclient else "Python (asyncio, uvloop)"
     started = time.monotonic()
-    results = asyncio.run(measure(args.kinds, args.events, args.rounds, args.sizes))
+    results = asyncio.run(measure(args.kinds, args.events, args.rounds, args.sizes, loadclient))
     if set(args.kinds) != set(KINDS):  # the tables compare every server: a subset cannot fill them
         print("a run of some --kinds only: rows printed above, bench/results left as they are")
         return
     ceiling = rx_ceiling(args.events, args.rounds, encoded=True)
     bare = rx_ceiling(args.events, args.rounds, encoded=False)
     lean = rx_ceiling(args.events, args.rounds, encoded=True, lean=True)
-    text = tables(results, ceiling, bare, lean, args.events, args.sizes, loop_name)
+    text = tables(results, ceiling, bare, lean, args.events, args.sizes, loop_name, client)
     print(text)
     print(f"\n(bench took {time.monotonic() - started:.0f} s)")
     RESULTS.mkdir(exist_ok=True)

@@ -6,7 +6,10 @@
 - ``POST /emit?n=N&interval=S``: emit N broadcast events, S seconds apart; answers the
   ``time.monotonic()`` of each emit (the load client, on the same machine, compares).
 
-Kinds: ``rxsse``, ``raw`` (aiohttp with pre-encoded frames: the limit), ``aiohttp-sse`` and
+Kinds: ``rxsse``; ``raw``, the limit: aiohttp doing what rxsse does with nothing else, that
+is pre-encoded frames, everything emitted during one loop iteration joined once and written to
+every client in one write (a chunk framed once for all); ``raw-per-write``, aiohttp writing each
+event to each response on its own (a weak baseline, kept as a labelled row); ``aiohttp-sse`` and
 ``sse-starlette`` (on uvicorn). Every frame ends in a blank line written as ``\\n\\n``.
 Run one: ``python -m bench.servers KIND PORT``.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
 import time
 from typing import Any
 
@@ -73,12 +77,71 @@ def rxsse_app() -> web.Application:
         )
         return web.json_response(times)
 
-    return _aiohttp_app(single, broadcast, emit, lambda: len(subject.observers), rxsse.setup)
+    async def emit_from_threads(request: web.Request) -> web.Response:
+        """``threads`` threads each emit ``n`` events into the subject, all at once."""
+        threads, count = int(request.query["threads"]), int(request.query["n"])
+        event = MessageEvent({"n": 0, **FIELDS})
+
+        def produce() -> None:
+            for _ in range(count):
+                subject.on_next(event)
+
+        workers = [threading.Thread(target=produce) for _ in range(threads)]
+        started = time.monotonic()
+        for worker in workers:
+            worker.start()
+        return web.json_response({"started": started})
+
+    app = _aiohttp_app(single, broadcast, emit, lambda: len(subject.observers), rxsse.setup)
+    app.router.add_post("/emit-threads", emit_from_threads)
+    return app
 
 
 def raw_app() -> web.Application:
-    responses: set[web.StreamResponse] = set()
-    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    """The limit: the least an aiohttp server can do per delivery."""
+    transports: set[asyncio.Transport] = set()
+    pending: list[bytes] = []
+    scheduled: list[asyncio.Handle] = []
+
+    def flush() -> None:
+        scheduled.clear()
+        data = b"".join(pending)
+        pending.clear()
+        chunk = b"%x\r\n%s\r\n" % (len(data), data)  # chunked framing, once for every client
+        for transport in list(transports):
+            if transport.is_closing():
+                transports.discard(transport)
+            else:
+                transport.write(chunk)
+
+    def emit_one(k: int) -> None:
+        pending.append(f"data: {event_json(k)}\n\n".encode())
+        if not scheduled:
+            scheduled.append(asyncio.get_running_loop().call_soon(flush))
+
+    async def broadcast(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers=RAW_HEADERS)
+        await response.prepare(request)
+        transport = request.transport
+        assert transport is not None
+        transports.add(transport)
+        try:
+            await asyncio.Event().wait()  # until the benchmark stops the server
+        finally:
+            transports.discard(transport)
+        return response
+
+    async def emit(request: web.Request) -> web.Response:
+        count, interval = emit_params(request.query)
+        return web.json_response(await pace(count, interval, emit_one))
+
+    return _aiohttp_app(_raw_single(), broadcast, emit, lambda: len(transports), None)
+
+
+RAW_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+def _raw_single() -> Any:
     encoded: dict[int, list[bytes]] = {}
 
     async def single(request: web.Request) -> web.StreamResponse:
@@ -86,15 +149,22 @@ def raw_app() -> web.Application:
         if n not in encoded:  # pre-encoded once, outside the measured requests after the first
             encoded[n] = [f"data: {event_json(i)}\n\n".encode() for i in range(n)]
         frames = encoded[n]
-        response = web.StreamResponse(headers=headers)
+        response = web.StreamResponse(headers=RAW_HEADERS)
         await response.prepare(request)
         for start in range(0, n, 256):
             await response.write(b"".join(frames[start : start + 256]))
         await response.write_eof()
         return response
 
+    return single
+
+
+def raw_per_write_app() -> web.Application:
+    """A weak baseline: every event written to every response on its own."""
+    responses: set[web.StreamResponse] = set()
+
     async def broadcast(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers=headers)
+        response = web.StreamResponse(headers=RAW_HEADERS)
         await response.prepare(request)
         responses.add(response)
         try:
@@ -116,7 +186,7 @@ def raw_app() -> web.Application:
 
         return web.json_response(await pace(count, interval, emit_one))
 
-    return _aiohttp_app(single, broadcast, emit, lambda: len(responses), None)
+    return _aiohttp_app(_raw_single(), broadcast, emit, lambda: len(responses), None)
 
 
 def aiohttp_sse_app() -> web.Application:
@@ -224,6 +294,7 @@ def starlette_app() -> Any:
 KINDS = {
     "rxsse": rxsse_app,
     "raw": raw_app,
+    "raw-per-write": raw_per_write_app,
     "aiohttp-sse": aiohttp_sse_app,
     "sse-starlette": starlette_app,
 }

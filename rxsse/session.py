@@ -67,9 +67,9 @@ class StreamSession(LoopObserver):
         self._heartbeat = options.heartbeat
         self._limits = limits = options.limits
         self._policy = options.failures
-        super().__init__()
         # The writer holds the request, the app state and the loop for both.
         self._writer = writer = FrameWriter(request, response, limits, state_of(request), self)
+        super().__init__()
         self._done: asyncio.Future[None] = writer.loop.create_future()
         self._subscription: abc.DisposableBase | None = None
         self._end: End | None = None

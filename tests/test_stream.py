@@ -374,6 +374,34 @@ async def test_four_threads_emitting_10000_each_into_one_stream_all_arrive_in_or
     resp.close()
 
 
+async def test_threads_into_one_subject_reach_every_stream_in_order_then_completion(serve):
+    # Calls from other threads hop to the loop in batches: each stream still gets each
+    # thread's events in order, and the completion a thread sends after its events comes last.
+    subject: Subject[Any] = Subject()
+    per_thread, threads, streams = 2_000, 4, 20
+    client = await serve(app_streaming(lambda r: subject, heartbeat=None))
+    responses = [await client.get("/s") for _ in range(streams)]
+    await wait_until(lambda: len(subject.observers) == streams)
+
+    def produce(name: int) -> None:
+        for n in range(per_thread):
+            subject.on_next([name, n])
+
+    workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    await wait_until(lambda: not any(worker.is_alive() for worker in workers), timeout=60)
+    finisher = threading.Thread(target=subject.on_completed)
+    finisher.start()
+    for resp in responses:
+        frames = await FrameReader(resp).rest(timeout=60)  # to the end: completion came last
+        received = [json.loads(f.data) for f in frames]
+        assert len(received) == per_thread * threads
+        for name in range(threads):
+            assert [n for who, n in received if who == name] == list(range(per_thread))
+    finisher.join()
+
+
 async def test_stream_without_setup_says_what_it_needs(serve, caplog):
     # Without setup, the app has no counters and no shutdown hook for its streams: rxsse says
     # so rather than run a stream that shutdown would not end.
