@@ -63,6 +63,19 @@ class Outbox:
         self.bytes += size
         if not lagging and not self._lag_frames:
             return False
+        return self._lagging(size)
+
+    def add_now(self, frame: bytes) -> bool:
+        """Queue ``frame`` if it is no lag (no write waits and nothing lagging waits): the
+        common case, in one call. Return False, queuing nothing, when it would be lag (then
+        :meth:`add` it)."""
+        if self._lag_frames:
+            return False
+        self._frames.append(frame)
+        self.bytes += len(frame)
+        return True
+
+    def _lagging(self, size: int) -> bool:
         self._lag_frames += 1
         self._lag_bytes += size
         if not self._over():

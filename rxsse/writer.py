@@ -122,15 +122,16 @@ class FrameWriter:
     def push(self, frame: bytes) -> None:
         """Queue ``frame``; write it in this loop iteration unless the stream must wait."""
         outbox = self._outbox
-        # Only a frame that arrives while a write already waits for the client is lag.
-        if outbox.add(frame, lagging=self._blocked is not None):
-            logger.info("closing the stream of %s: its client fell behind", self.request.remote)
-            self._drop_client(End.OVERFLOW)
-            return
-        if outbox.dropped:
-            self.state.metrics.frames_dropped[self._limits.overflow] += outbox.dropped
-            outbox.dropped = 0
-        if self._queued or not self._open or self._blocked is not None:
+        if self._blocked is not None or not outbox.add_now(frame):  # lag: the bounds apply
+            if outbox.add(frame, lagging=self._blocked is not None):
+                logger.info("closing the stream of %s: its client fell behind", self.request.remote)
+                return self._drop_client(End.OVERFLOW)
+            if outbox.dropped:
+                self.state.metrics.frames_dropped[self._limits.overflow] += outbox.dropped
+                outbox.dropped = 0
+            if self._blocked is not None:
+                return
+        if self._queued or not self._open:
             return
         if self._deferred is None or outbox.bytes >= _COALESCE_BYTES:
             self._queued = True

@@ -64,3 +64,13 @@ def test_take_joins_the_oldest_frames_up_to_a_limit_and_keeps_the_lag_exact():
     assert box.lag == (2, 40)
     assert box.take(1 << 20) == b"".join(frames(3, size=20)[1:])
     assert not box and box.bytes == 0 and box.lag == (0, 0)
+
+
+def test_add_now_takes_a_frame_only_while_nothing_lagging_waits():
+    box = Outbox(StreamLimits(frames=3))
+    assert box.add_now(b"a") and box.lag == (0, 0)
+    assert not box.add(b"bb", lagging=True)  # a write waits: lag
+    assert not box.add_now(b"c")  # lagging frames still wait: this one is lag too, add() it
+    assert len(box) == 2 and box.bytes == 3
+    box.take_all()
+    assert box.add_now(b"d")
