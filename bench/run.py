@@ -333,7 +333,10 @@ async def measure(
             if size > PEER_MAX_CLIENTS and kind not in ("raw", "rxsse"):
                 continue
             async with Server(kind) as server:
-                result[size] = await broadcast(server, size, 200, loadclient)
+                try:
+                    result[size] = await broadcast(server, size, 200, loadclient)
+                except TimeoutError:  # a server that never delivers everything: said, not fatal
+                    print(f"{kind}: {size} clients did not get every event in time", flush=True)
         print(f"{kind}: {result}", flush=True)
         results[kind] = result
     return results
