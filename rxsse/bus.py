@@ -36,6 +36,7 @@ from .channels import Channels, Subscriber
 from .eager import Waiting, first_step
 from .event import MessageEvent
 from .metrics import BusMetrics
+from .observing import inbox_of
 from .publishing import Publisher, on_loop, outgoing
 from .sources import Attachable
 from .topics import TopicPattern
@@ -129,6 +130,7 @@ class EventBus:
                 loop = self._loop = asyncio.get_running_loop()
             except RuntimeError:
                 return None
+            inbox_of(loop)  # made here, on the loop's thread, for emits from other threads
         return loop
 
     async def _ensure_started(self) -> None:

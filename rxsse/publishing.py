@@ -2,15 +2,14 @@
 
 ``emit`` is fire and forget: an event for the in-memory broker is published (and delivered)
 before it returns; one that must wait for its broker (Redis) gets a task, whose failure is
-counted and logged, not raised. Emits from other threads go through an inbox that one
-callback on the bus's loop empties: one hop per batch, not per event, each thread's emits in
-order.
+counted and logged, not raised. Emits from other threads go through the loop's inbox
+(:class:`rxsse.observing.Inbox`, which streams' observers use too): one hop per batch, not per
+event, each thread's emits in order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 from typing import Any, Final
 
@@ -19,6 +18,7 @@ from .broker import Broker, EmitError, Outgoing
 from .eager import Waiting, first_step
 from .event import MessageEvent
 from .metrics import BusMetrics
+from .observing import inbox_of
 from .topics import check_topic
 
 __all__ = ["Publisher", "on_loop", "outgoing"]
@@ -31,24 +31,20 @@ _MAX_KEY_LENGTH: Final = 256
 class Publisher:
     """Hands events to a broker on its loop, for the bus's ``emit`` and ``publish``."""
 
-    __slots__ = ("_broker", "_emitting", "_inbox", "_inbox_scheduled", "_metrics")
+    __slots__ = ("_broker", "_emitting", "_metrics")
 
     def __init__(self, broker: Broker, metrics: BusMetrics) -> None:
         self._broker = broker
         self._metrics = metrics
-        self._inbox: collections.deque[Outgoing] = collections.deque()  # emits from threads
-        self._inbox_scheduled = False
         self._emitting: set[asyncio.Task[str]] = set()  # emits waiting for their broker
 
     def emit(self, event: Outgoing, loop: asyncio.AbstractEventLoop | None) -> None:
-        """Publish ``event`` without waiting, on ``loop`` (here and now without one)."""
+        """Publish ``event`` without waiting, on ``loop`` (here and now without one). From
+        another thread, through the loop's inbox (made when the bus took the loop)."""
         if loop is None or on_loop(loop):
             self._publish_now(event)
-            return
-        self._inbox.append(event)  # (a deque's append is safe from any thread)
-        if not self._inbox_scheduled:
-            self._inbox_scheduled = True
-            loop.call_soon_threadsafe(self._publish_inbox)
+        else:
+            inbox_of(loop).put(self._publish_from_thread, event)
 
     async def publish(self, event: Outgoing, loop: asyncio.AbstractEventLoop | None) -> str:
         """Publish ``event`` on ``loop`` (on the running one without one) and return its id."""
@@ -76,15 +72,12 @@ class Publisher:
             self._metrics.emit_failures += 1
             logger.error("an emit failed", exc_info=error)
 
-    def _publish_inbox(self) -> None:
-        self._inbox_scheduled = False
-        inbox = self._inbox
-        while inbox:
-            try:
-                self._publish_now(inbox.popleft())
-            except Exception:
-                self._metrics.emit_failures += 1
-                logger.exception("an emit from another thread failed")
+    def _publish_from_thread(self, event: Outgoing) -> None:
+        try:
+            self._publish_now(event)
+        except Exception:
+            self._metrics.emit_failures += 1
+            logger.exception("an emit from another thread failed")
 
 
 def outgoing(topic: str, data: Any, type: str | None, key: str | None) -> Outgoing:
