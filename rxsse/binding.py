@@ -49,7 +49,6 @@ class Parameter:
 
     name: str
     source: Source
-    hint: Any  #: the annotation, without ``Optional``
     default: Any
     adapter: TypeAdapter[Any] | None = None
     many: bool = False  #: a repeated query parameter (``list[...]``)
@@ -95,6 +94,8 @@ class Binder:
             )
         except Exception as exc:
             raise TypeError(f"cannot read the annotations of handler {name}: {exc}") from exc
+        #: The handler's annotations (its return's too: what a route's contract reads).
+        self.hints: Mapping[str, Any] = hints
         in_path = path_parameters(path)
         takes_body = method.upper() in _BODY_METHODS
         #: The handler's parameters, in order, and how each is bound.
@@ -121,23 +122,23 @@ class Binder:
         if provider is None and name == "request":
             provider = providers.get(web.Request)
         if provider is not None:
-            return Parameter(name, "provided", hint, default, provider=provider)
+            return Parameter(name, "provided", default, provider=provider)
         optional, inner = unwrap_optional(hint)
         if optional and default is _MISSING:
             default = None
         if name == "body" or (takes_body and name not in in_path and is_body_type(inner)):
             adapter = None if inner in (_MISSING, Any) else adapter_for(inner, where)
-            return Parameter(name, "body", inner, default, adapter)
+            return Parameter(name, "body", default, adapter)
         if _is_model(inner) and name not in in_path:
             adapter = adapter_for(inner, where)
-            return Parameter(name, "query_model", inner, default, adapter, fields=_fields(inner))
+            return Parameter(name, "query_model", default, adapter, fields=_fields(inner))
         many = typing.get_origin(_strip_annotated(inner)) is list
         source: Source = "query"
         if name in in_path:
             source = "path"
         elif name == "last_event_id":
             source = "last_event_id"
-        return Parameter(name, source, inner, default, adapter_for(inner, where), many=many)
+        return Parameter(name, source, default, adapter_for(inner, where), many=many)
 
     async def bind(self, request: web.Request) -> dict[str, Any]:
         """The handler's keyword arguments for ``request``; a 400 listing every missing or

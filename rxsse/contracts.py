@@ -10,10 +10,9 @@ event a stream emits is checked against it (:class:`EventCheck`).
 from __future__ import annotations
 
 import inspect
-import types
 import typing
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
@@ -24,7 +23,7 @@ from . import payload
 from .binding import Binder
 from .event import MessageEvent
 from .sources import from_async_iterable
-from .validation import adapter_for
+from .validation import adapter_for, is_union
 
 __all__ = ["EventCheck", "EventContract", "RouteContract", "route_contract", "stream_events"]
 
@@ -57,35 +56,25 @@ class RouteContract:
     error_event: str = "stream-error"  #: the type of a stream's failure event
     returns: TypeAdapter[Any] | None = None  #: what a plain route answers, if annotated
     guarded: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def route_contract(
     handler: Any, spec: Any, path: str, name: str, binder: Binder, guards: tuple[Any, ...]
 ) -> RouteContract:
     """The contract of one route (``spec``: what its decorator recorded)."""
-    where = f"handler {name}"
     doc = inspect.getdoc(handler) or ""
+    guarded = bool(guards)
     if spec.kind == "sse":
-        events = stream_events(handler, spec.events, where)
-        return RouteContract(
-            spec.method, path, "sse", name, binder, doc, events, guarded=bool(guards)
-        )
+        events = stream_events(binder.hints, spec.events, f"handler {name}")
+        return RouteContract(spec.method, path, "sse", name, binder, doc, events, guarded=guarded)
+    returns = _returns(binder.hints.get("return"))
     return RouteContract(
-        spec.method,
-        path,
-        "plain",
-        name,
-        binder,
-        doc,
-        returns=_returns(handler),
-        guarded=bool(guards),
+        spec.method, path, "plain", name, binder, doc, returns=returns, guarded=guarded
     )
 
 
-def _returns(handler: Any) -> TypeAdapter[Any] | None:
+def _returns(hint: Any) -> TypeAdapter[Any] | None:
     """What a plain route answers, from its return annotation (None: unsaid, or a response)."""
-    hint = _hints(handler).get("return")
     if hint is None or hint is type(None) or hint is Any:
         return None
     try:
@@ -94,20 +83,12 @@ def _returns(handler: Any) -> TypeAdapter[Any] | None:
         return None
 
 
-def _hints(handler: Any) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(
-            inspect.unwrap(getattr(handler, "__func__", handler)), include_extras=True
-        )
-    except Exception:
-        return {}
-
-
 def stream_events(
-    handler: Any, declared: Mapping[str, Any] | None, where: str
+    hints: Mapping[str, Any], declared: Mapping[str, Any] | None, where: str
 ) -> tuple[EventContract, ...]:
     """The event types a stream declares: ``declared`` if given, else its return annotation's
-    item type as the data of untyped (``message``) events; none if it says nothing.
+    (in its handler's ``hints``) item type as the data of untyped (``message``) events; none if
+    it says nothing.
 
     Raises:
         TypeError: a declared type pydantic cannot describe, or a bad event type name.
@@ -121,7 +102,7 @@ def stream_events(
                 raise TypeError(f"{where}: {exc}") from None
             contracts.append(EventContract(kind, hint, _adapter(hint, f"{where}, event {kind!r}")))
         return tuple(contracts)
-    item = _item_type(handler)
+    item = _item_type(hints.get("return"))
     if item is None:
         return ()
     return (EventContract(MESSAGE, item, _adapter(item, f"{where}, its return annotation")),)
@@ -131,12 +112,11 @@ def _adapter(hint: Any, where: str) -> TypeAdapter[Any] | None:
     return None if hint is Any else adapter_for(hint, where)
 
 
-def _item_type(handler: Any) -> Any:
+def _item_type(returned: Any) -> Any:
     """What the stream's events carry, from ``-> Observable[X]`` / ``AsyncIterator[X]``
     (``X`` a ``MessageEvent[Y]`` carries ``Y``); None when unsaid."""
-    returned = _hints(handler).get("return")
     # (-> Observable[X] | web.Response: the stream is the member that streams)
-    members = typing.get_args(returned) if _is_union(returned) else (returned,)
+    members = typing.get_args(returned) if is_union(returned) else (returned,)
     streams = [m for m in members if _streams(typing.get_origin(m))]
     if not streams:
         return None
@@ -148,14 +128,8 @@ def _item_type(handler: Any) -> Any:
     return item
 
 
-def _is_union(hint: Any) -> bool:
-    return typing.get_origin(hint) in (typing.Union, types.UnionType)
-
-
 def _streams(origin: Any) -> bool:
-    return origin in (AsyncIterator, AsyncIterable) or (
-        isinstance(origin, type) and issubclass(origin, (Observable, AsyncIterable))
-    )
+    return isinstance(origin, type) and issubclass(origin, (Observable, AsyncIterable))
 
 
 class EventCheck:

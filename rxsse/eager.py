@@ -46,10 +46,6 @@ class Waiting(Generic[_T]):
         """The rest of the coroutine, as a coroutine (for ``create_task``)."""
         return await self
 
-    def close(self) -> None:
-        """Abandon the rest (its ``finally`` blocks run now)."""
-        self._coroutine.close()
-
 
 def first_step(coroutine: Coroutine[Any, Any, _T]) -> _T | Waiting[_T]:
     """Run ``coroutine`` until it first waits: its result if it finished, else the

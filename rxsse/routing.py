@@ -111,7 +111,7 @@ def _route(
 ) -> Callable[[_F], _F]:
     if events is not None:
         events = dict(events)
-        stream_events(None, events, f"@sse({path!r})")  # checked now, at decoration
+        stream_events({}, events, f"@sse({path!r})")  # checked now, at decoration
 
     def mark(handler: _F) -> _F:
         spec = RouteSpec(method, path, kind, options, tuple(guards), max_streams, events)

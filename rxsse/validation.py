@@ -18,16 +18,21 @@ from typing import Any, Union
 from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter
 from typing_extensions import is_typeddict
 
-__all__ = ["adapter_for", "describe", "is_body_type", "schema_of", "unwrap_optional"]
+__all__ = ["adapter_for", "describe", "is_body_type", "is_union", "unwrap_optional"]
 
 _MISSING: Any = inspect.Parameter.empty
 # Numbers from a query string or a body are finite: NaN and infinity cannot go back out.
 _CONFIG = ConfigDict(allow_inf_nan=False)
 
 
+def is_union(hint: Any) -> bool:
+    """Whether ``hint`` is ``X | Y`` (``Union[X, Y]``, ``Optional[X]``)."""
+    return typing.get_origin(hint) in (Union, types.UnionType)
+
+
 def unwrap_optional(hint: Any) -> tuple[bool, Any]:
     """``Optional[X]`` / ``X | None`` -> (True, X); anything else -> (False, hint)."""
-    if typing.get_origin(hint) in (Union, types.UnionType):
+    if is_union(hint):
         args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
         if len(args) == 1:
             return len(args) < len(typing.get_args(hint)), args[0]
@@ -61,12 +66,6 @@ def _adapter(hint: Any) -> TypeAdapter[Any]:
 
 
 _cached_adapter = functools.lru_cache(maxsize=1024)(_adapter)
-
-
-def schema_of(adapter: TypeAdapter[Any]) -> dict[str, Any]:
-    """The JSON Schema (2020-12) of what ``adapter`` accepts, in serialisation mode (what is
-    sent)."""
-    return adapter.json_schema(mode="serialization")
 
 
 def describe(adapter: TypeAdapter[Any]) -> str:
