@@ -159,9 +159,9 @@ def _http_binding(route: RouteContract, components: Components) -> dict[str, Any
             if param.required:
                 required.append(param.name)
         elif param.source == "query_model":
-            model = components.schema(param.adapter)
-            properties.update(_inline(model, components).get("properties", {}))
-            required += _inline(model, components).get("required", [])
+            model = components.own(components.schema(param.adapter))
+            properties.update(model.get("properties", {}))
+            required += model.get("required", [])
         elif param.source == "last_event_id":
             properties["lastEventId"] = {
                 "type": "string",
@@ -171,12 +171,3 @@ def _http_binding(route: RouteContract, components: Components) -> dict[str, Any
     if required:
         query["required"] = required
     return {"method": "GET", "query": query, "bindingVersion": "0.3.0"}
-
-
-def _inline(schema: dict[str, Any], components: Components) -> dict[str, Any]:
-    """A model's own schema, when ``schema`` refers to it."""
-    ref = schema.get("$ref")
-    if isinstance(ref, str):
-        found: dict[str, Any] = components.schemas.get(ref.rpartition("/")[2], {})
-        return found
-    return schema

@@ -112,9 +112,7 @@ def _parameters(param: Parameter, components: Components) -> list[dict[str, Any]
             },
         ]
     if param.source == "query_model":
-        model = components.schema(param.adapter)
-        ref = model.get("$ref")
-        own = components.schemas.get(ref.rpartition("/")[2], {}) if isinstance(ref, str) else model
+        own = components.own(components.schema(param.adapter))
         required = set(own.get("required", []))
         return [
             {"name": name, "in": "query", "required": name in required, "schema": schema}

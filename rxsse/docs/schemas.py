@@ -58,3 +58,11 @@ class Components:
             self.schemas.setdefault(key, schema)
             return {"$ref": _REFS.format(model=key)}
         return schema
+
+    def own(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """A model's own schema when ``schema`` refers to it (else ``schema``)."""
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            found: dict[str, Any] = self.schemas.get(ref.rpartition("/")[2], {})
+            return found
+        return schema
