@@ -21,6 +21,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -120,16 +121,7 @@ def raw_app() -> web.Application:
             scheduled.append(asyncio.get_running_loop().call_soon(flush))
 
     async def broadcast(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers=RAW_HEADERS)
-        await response.prepare(request)
-        transport = request.transport
-        assert transport is not None
-        transports.add(transport)
-        try:
-            await asyncio.Event().wait()  # until the benchmark stops the server
-        finally:
-            transports.discard(transport)
-        return response
+        return await _held_open(request, transports, lambda response: request.transport)
 
     async def emit(request: web.Request) -> web.Response:
         count, interval = emit_params(request.query)
@@ -139,6 +131,21 @@ def raw_app() -> web.Application:
 
 
 RAW_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+async def _held_open(
+    request: web.Request, followers: set[Any], follower: Callable[[web.StreamResponse], Any]
+) -> web.StreamResponse:
+    """A raw broadcast response: its ``follower(response)`` is in ``followers`` while open."""
+    response = web.StreamResponse(headers=RAW_HEADERS)
+    await response.prepare(request)
+    member = follower(response)
+    followers.add(member)
+    try:
+        await asyncio.Event().wait()  # until the benchmark stops the server
+    finally:
+        followers.discard(member)
+    return response
 
 
 def _raw_single() -> Any:
@@ -164,14 +171,7 @@ def raw_per_write_app() -> web.Application:
     responses: set[web.StreamResponse] = set()
 
     async def broadcast(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers=RAW_HEADERS)
-        await response.prepare(request)
-        responses.add(response)
-        try:
-            await asyncio.Event().wait()  # until the benchmark stops the server
-        finally:
-            responses.discard(response)
-        return response
+        return await _held_open(request, responses, lambda response: response)
 
     async def emit(request: web.Request) -> web.Response:
         count, interval = emit_params(request.query)

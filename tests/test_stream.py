@@ -352,12 +352,8 @@ async def test_a_client_that_reads_late_gets_every_frame_in_order(serve):
     assert all(f.data.endswith(payload) for f in frames)
 
 
-async def test_four_threads_emitting_10000_each_into_one_stream_all_arrive_in_order(serve):
-    subject: Subject[Any] = Subject()
-    per_thread, threads = 10_000, 4
-    client = await serve(app_streaming(lambda r: subject, heartbeat=None))
-    resp = await client.get("/s")
-    await wait_until(lambda: len(subject.observers) == 1)
+def start_producers(subject: Subject[Any], threads: int, per_thread: int) -> list[threading.Thread]:
+    """Threads that each emit ``[their number, n]`` for n in range(per_thread), started."""
 
     def produce(name: int) -> None:
         for n in range(per_thread):
@@ -366,6 +362,17 @@ async def test_four_threads_emitting_10000_each_into_one_stream_all_arrive_in_or
     workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
     for worker in workers:
         worker.start()
+    return workers
+
+
+async def test_four_threads_emitting_10000_each_into_one_stream_all_arrive_in_order(serve):
+    subject: Subject[Any] = Subject()
+    per_thread, threads = 10_000, 4
+    client = await serve(app_streaming(lambda r: subject, heartbeat=None))
+    resp = await client.get("/s")
+    await wait_until(lambda: len(subject.observers) == 1)
+
+    workers = start_producers(subject, threads, per_thread)
     frames = await FrameReader(resp).take(per_thread * threads, timeout=60)
     await wait_until(lambda: not any(worker.is_alive() for worker in workers))
     received = [json.loads(f.data) for f in frames]
@@ -383,13 +390,7 @@ async def test_threads_into_one_subject_reach_every_stream_in_order_then_complet
     responses = [await client.get("/s") for _ in range(streams)]
     await wait_until(lambda: len(subject.observers) == streams)
 
-    def produce(name: int) -> None:
-        for n in range(per_thread):
-            subject.on_next([name, n])
-
-    workers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
-    for worker in workers:
-        worker.start()
+    workers = start_producers(subject, threads, per_thread)
     await wait_until(lambda: not any(worker.is_alive() for worker in workers), timeout=60)
     finisher = threading.Thread(target=subject.on_completed)
     finisher.start()
