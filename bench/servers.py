@@ -93,7 +93,7 @@ def rxsse_app() -> web.Application:
             worker.start()
         return web.json_response({"started": started})
 
-    app = _aiohttp_app(single, broadcast, emit, lambda: len(subject.observers), rxsse.setup)
+    app = _aiohttp_app(single, broadcast, emit, lambda: len(rxsse.open_streams(app)), rxsse.setup)
     app.router.add_post("/emit-threads", emit_from_threads)
     return app
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import cast
 
 from reactivex import abc
 
 from .broker import Entry, Replay, parse_event_id
 from .event import MessageEvent
+from .fanout import Fanout, Follower
 from .metrics import BusMetrics
 from .topics import TopicPattern
 
@@ -21,7 +24,7 @@ class Subscriber:
     those the client already has (it may resume from a point past this process's watermark,
     when it comes from a process whose reader was ahead)."""
 
-    __slots__ = ("buffer", "channel", "metrics", "observer", "replaying", "seen")
+    __slots__ = ("buffer", "channel", "fast", "metrics", "observer", "replaying", "seen")
 
     def __init__(
         self,
@@ -37,6 +40,9 @@ class Subscriber:
         point = parse_event_id(resume_from) if resume_from is not None else None
         self.seen = point[0] if point is not None else 0  # entries up to it: the client has them
         self.buffer: list[Entry] = []  # live entries while the replay is out
+        # Whether it is in its channel's fan-out: a stream that is caught up takes every entry
+        # of the channel from then on, encoded and joined once for all such streams.
+        self.fast = False
 
     def push(self, entry: Entry) -> None:
         if self.replaying:
@@ -46,6 +52,8 @@ class Subscriber:
             self.observer.on_next(entry.event)
         elif entry.seq > self.seen:
             self.observer.on_next(entry.event)
+            if self.channel is not None and isinstance(self.observer, Follower):
+                self.channel.promote(self)  # caught up: what follows is all new
 
     def finish_replay(self, entries: Replay, reset: MessageEvent) -> None:
         """Send the replayed entries (or ``reset`` when there are none to be had), then what
@@ -64,20 +72,57 @@ class Subscriber:
 
 
 class Channel:
-    """The local subscribers of one topic or pattern."""
+    """The local subscribers of one topic or pattern: the streams that are caught up in one
+    :class:`~rxsse.fanout.Fanout`, the others (resuming, other observers) one by one."""
 
-    __slots__ = ("pattern", "subscribers")
+    __slots__ = ("fanout", "pattern", "slow", "subscribers")
 
     def __init__(self, pattern: TopicPattern) -> None:
         self.pattern = pattern
-        self.subscribers: set[Subscriber] = set()
+        self.subscribers: set[Subscriber] = set()  # all of them
+        self.slow: set[Subscriber] = set()  # those not in the fan-out
+        self.fanout: Fanout | None = None  # made at the first caught-up stream, on the loop
+
+    def add(self, subscriber: Subscriber) -> None:
+        self.subscribers.add(subscriber)
+        subscriber.channel = self
+        if not subscriber.replaying and isinstance(subscriber.observer, Follower):
+            self.promote(subscriber)
+        else:
+            self.slow.add(subscriber)
+
+    def promote(self, subscriber: Subscriber) -> None:
+        """Move a caught-up stream into the fan-out."""
+        if self.fanout is None:
+            self.fanout = Fanout(asyncio.get_running_loop())
+        self.slow.discard(subscriber)
+        subscriber.fast = True
+        self.fanout.add(cast(Follower, subscriber.observer))
+
+    def discard(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+        self.slow.discard(subscriber)
+        if subscriber.fast and self.fanout is not None:
+            self.fanout.discard(cast(Follower, subscriber.observer))
 
     def push(self, entry: Entry) -> None:
-        for subscriber in list(self.subscribers):
+        if self.fanout is not None and self.fanout:
+            try:
+                self.fanout.send(entry.event)
+            except Exception:  # (events are checked when emitted: this is a bug)
+                logger.exception("an event of %s could not be sent", self.pattern.text)
+        for subscriber in list(self.slow):
             try:
                 subscriber.push(entry)
             except Exception:  # one broken observer must not starve the others
                 logger.exception("a subscriber of %s failed", self.pattern.text)
+
+    def complete(self) -> None:
+        """Complete every subscriber, after what is pending for them."""
+        if self.fanout is not None:
+            self.fanout.complete()
+        for subscriber in list(self.slow):
+            subscriber.observer.on_completed()
 
 
 class Channels:
@@ -101,15 +146,14 @@ class Channels:
         channel = channels.get(pattern.text)
         if channel is None:
             channel = channels[pattern.text] = Channel(pattern)
-        channel.subscribers.add(subscriber)
-        subscriber.channel = channel
+        channel.add(subscriber)
         self.subscribers += 1
 
     def leave(self, subscriber: Subscriber) -> None:
         channel = subscriber.channel
         if channel is None or subscriber not in channel.subscribers:
             return
-        channel.subscribers.discard(subscriber)
+        channel.discard(subscriber)
         self.subscribers -= 1
         if not channel.subscribers:  # the last subscriber frees the channel
             channels = self._exact if channel.pattern.is_exact else self._patterns
@@ -135,8 +179,7 @@ class Channels:
     def complete_all(self) -> None:
         """Complete every subscriber and forget them all."""
         for channel in [*self._exact.values(), *self._patterns.values()]:
-            for subscriber in list(channel.subscribers):
-                subscriber.observer.on_completed()
+            channel.complete()
         self._exact.clear()
         self._patterns.clear()
         self.subscribers = 0

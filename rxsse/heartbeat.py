@@ -12,7 +12,7 @@ import asyncio
 import math
 from typing import Final, Protocol
 
-__all__ = ["TICK", "Beating", "Heartbeats"]
+__all__ = ["TICK", "Beating", "Heartbeats", "Pulse"]
 
 #: The width of a slot in seconds: the most a heartbeat is late because of the slots.
 TICK: Final = 0.05
@@ -26,6 +26,43 @@ class Beating(Protocol):
     def beat(self, now: float) -> float | None:
         """Ping if the stream has been silent long enough; return when to look again (loop
         time), or None if the stream has ended."""
+
+
+# A timer may fire this early (the loop's clock resolution): still on time.
+_TIMER_SLACK: Final = 0.001
+
+
+class Pinged(Protocol):
+    """What a pulse pings: a stream's writer."""
+
+    last_output: float  # when the client last got bytes (loop time)
+
+    def ping(self) -> None:
+        """Send a heartbeat line (unless frames are waiting, or the stream ended)."""
+
+
+class Pulse:
+    """The heartbeat of one stream (a :class:`Beating`): pings it when it has been silent for
+    ``period`` seconds.
+
+    Writes only note the time: nothing to pay per event. The next look is a period after the
+    last output, so a silent stream pings every period, not every other one.
+    """
+
+    __slots__ = ("heartbeat_slot", "period", "writer")
+
+    def __init__(self, writer: Pinged, period: float) -> None:
+        self.writer = writer
+        self.period = period
+        self.heartbeat_slot = 0
+
+    def beat(self, now: float) -> float | None:
+        """Ping if silent for a period; return when to look again."""
+        last_output = self.writer.last_output
+        if now - last_output >= self.period - _TIMER_SLACK:
+            self.writer.ping()
+            return now + self.period
+        return last_output + self.period
 
 
 class Heartbeats:

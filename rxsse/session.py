@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from aiohttp import web
 from reactivex import Observable, abc
+from reactivex.subject import Subject
 
 from .ends import End
 from .errors import json_error
 from .event import MessageEvent
 from .failures import failure_frame
-from .heartbeat import Heartbeats
+from .fanout import Batch, Follower, Following, follow_subject, is_plain_subject
+from .heartbeat import Heartbeats, Pulse
 from .observing import LoopObserver
 from .options import StreamOptions
 from .scheduler import LoopScheduler
@@ -33,11 +35,8 @@ __all__ = ["StreamSession"]
 
 logger = logging.getLogger("rxsse.stream")
 
-# A timer may fire this early (the loop's clock resolution): still on time.
-_TIMER_SLACK: Final = 0.001
 
-
-class StreamSession(LoopObserver):
+class StreamSession(LoopObserver, Follower):
     """One open event stream: its subscription, its heartbeat and lifetime, and how it ended.
 
     Created by :func:`rxsse.stream`; exposed for introspection (see :func:`open_streams`).
@@ -55,9 +54,9 @@ class StreamSession(LoopObserver):
         "_last_id",
         "_limits",
         "_policy",
+        "_pulse",
         "_subscription",
         "_writer",
-        "heartbeat_slot",
     )
 
     def __init__(
@@ -76,7 +75,7 @@ class StreamSession(LoopObserver):
         self._error: BaseException | None = None
         self._last_id: str | None = None  # the last event id sent: where a failure resumes
         self._expiry: asyncio.TimerHandle | None = None  # the end of max_lifetime
-        self.heartbeat_slot = 0  # where the loop's Heartbeats keep this stream
+        self._pulse: Pulse | None = None  # its heartbeat, once it is open
 
     @property
     def request(self) -> web.Request:
@@ -118,7 +117,8 @@ class StreamSession(LoopObserver):
             streams.add(self)
             _watch(writer.loop).follow(streams)
             if self._heartbeat is not None and self._end is None:
-                _heartbeats(writer.loop).add(self, writer.last_output + self._heartbeat)
+                self._pulse = Pulse(writer, self._heartbeat)
+                _heartbeats(writer.loop).add(self._pulse, writer.last_output + self._heartbeat)
             lifetime = self._limits.lifetime()
             if lifetime is not None:
                 self._expiry = writer.loop.call_later(lifetime, self._finish, End.EXPIRED)
@@ -146,6 +146,8 @@ class StreamSession(LoopObserver):
         """End the stream from the server side: send ``final_event`` (if any) after what is
         pending, then end the response."""
         if final_event is not None and self._end is None:
+            if isinstance(self._subscription, Following):
+                self._subscription.catch_up()  # what its source sent before, first
             self._next(final_event)
         self._finish(End.SHUTDOWN)
 
@@ -157,23 +159,13 @@ class StreamSession(LoopObserver):
     def _completed(self) -> None:
         self._finish(End.COMPLETED)
 
-    # -- for the loop's watchers -----------------------------------------------------------------
+    def take_frames(self, batch: Batch) -> None:
+        if self._end is None:
+            if batch.last_id is not None:
+                self._last_id = batch.last_id
+            self._writer.take_shared(batch)
 
-    def beat(self, now: float) -> float | None:
-        """Ping if the stream has been silent for its heartbeat; return when to look again
-        (for the loop's :class:`~rxsse.heartbeat.Heartbeats`).
-
-        Writes only note the time: nothing to pay per event. The next look is a period after
-        the last output, so a silent stream pings every period, not every other one.
-        """
-        heartbeat = self._heartbeat
-        if heartbeat is None or self._end is not None:
-            return None
-        last_output = self._writer.last_output
-        if now - last_output >= heartbeat - _TIMER_SLACK:
-            self._writer.ping()
-            return now + heartbeat
-        return last_output + heartbeat
+    # -- for the disconnect watch and the writer ------------------------------------------------
 
     def transport_lost(self) -> bool:
         """Whether the connection is closed or closing (for the disconnect watch)."""
@@ -192,11 +184,9 @@ class StreamSession(LoopObserver):
 
     def _subscribe(self, source: Observable[Any]) -> None:
         try:
-            subscription = _subscribe(source, self)
+            self._subscription = subscription = _subscribe(source, self)
         except Exception as exc:  # a subscribe function that raised
-            self._fail(exc)
-            return
-        self._subscription = subscription
+            return self._fail(exc)
         if self._end is not None:  # it ended while subscribing: late, but once
             subscription.dispose()
 
@@ -218,6 +208,9 @@ class StreamSession(LoopObserver):
             self._error = error
             self._finish(End.ERROR)
 
+    source_failed = _fail  # (the names a fan-out calls)
+    source_completed = _completed
+
     def _finish(self, end: End) -> None:
         """Record how the stream ended and dispose the subscription: runs once per session."""
         if self._end is not None:
@@ -226,8 +219,8 @@ class StreamSession(LoopObserver):
         writer = self._writer
         writer.stop()
         writer.state.streams.discard(self)  # shutdown and the watch see it go
-        if self._heartbeat is not None:
-            _heartbeats(writer.loop).discard(self)
+        if self._pulse is not None:
+            _heartbeats(writer.loop).discard(self._pulse)
         writer.state.metrics.record_end(end)
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
@@ -240,6 +233,8 @@ class StreamSession(LoopObserver):
 
 
 def _subscribe(source: Observable[Any], session: StreamSession) -> abc.DisposableBase:
+    if is_plain_subject(source):  # one subscription and one encoding for all its streams
+        return follow_subject(cast(Subject[Any], source), session)
     if isinstance(source, Attachable):  # rxsse's own: no wrappers to hold
         # (an observer by its methods; not a subclass, which would cost a __dict__)
         return source.attach(cast(abc.ObserverBase[Any], session))

@@ -10,13 +10,15 @@ from typing import Final, Protocol
 
 from aiohttp import web
 
+from .coalescing import MAX_BYTES, Coalescer
 from .ends import End
 from .event import comment_line
+from .fanout import Batch
 from .limits import StreamLimits
 from .outbox import Outbox
 from .state import AppState
-from .watch import detect_dead_peer
-from .writing import Flusher, PerLoop, write_now
+from .wire import Wire
+from .writing import Flusher, PerLoop
 
 __all__ = ["FrameWriter", "WriterOwner"]
 
@@ -27,12 +29,6 @@ _HEARTBEAT_FRAME: Final = comment_line("ping")
 # Written with the headers: a proxy that holds the headers until the first body byte (nginx
 # over HTTP/2) passes them on at once, so an idle stream opens at once.
 _OPENING_FRAME: Final = comment_line("open")
-# A stream that wrote less than _COALESCE_WINDOW ago is hot (its source emits faster than the
-# loop turns): its frames wait for the rest of the window, or until _COALESCE_BYTES are
-# pending, so that a fast stream pays one system call for many events instead of one each. A
-# quiet stream's frame goes out at once.
-_COALESCE_WINDOW: Final = 0.001
-_COALESCE_BYTES: Final = 32 * 1024
 # At most this many bytes go into one write (a burst is written in parts as the client takes
 # them, so a join never copies more than this).
 _WRITE_CHUNK: Final = 256 * 1024
@@ -55,16 +51,15 @@ class FrameWriter:
 
     __slots__ = (
         "_blocked",
-        "_deferred",
         "_flusher",
-        "_last_flush",
+        "_hot",
         "_limits",
         "_open",
         "_outbox",
         "_owner",
         "_queued",
-        "_response",
         "_stopped",
+        "_wire",
         "last_output",
         "loop",
         "request",
@@ -83,7 +78,7 @@ class FrameWriter:
         self.request = request
         self.state = state
         self.loop = asyncio.get_running_loop()
-        self._response = response
+        self._wire = Wire(request, response)
         self._limits = limits
         self._owner: WriterOwner | None = owner  # let go at stop(): no cycle outlives the stream
         self._flusher = _flusher()
@@ -92,8 +87,7 @@ class FrameWriter:
         self._stopped = False  # the stream ended: only finish() writes now
         self._queued = False  # waiting in the flusher's queue
         self._blocked: _BlockedWrite | None = None  # a write waiting for a slow client
-        self._deferred: asyncio.TimerHandle | None = None  # a hot stream's delayed flush
-        self._last_flush = 0.0  # when the last write went out (0: write the next one now)
+        self._hot = Coalescer(self.loop)
         self.last_output = self.loop.time()  # when the client last got bytes (heartbeat)
 
     @property
@@ -109,14 +103,14 @@ class FrameWriter:
     async def open(self, heartbeat: float | None) -> bool:
         """Send the headers with a first line (or what is already pending); False if the
         client left before that."""
-        if not await _prepare(self.request, self._response, self._limits, heartbeat):
+        if not await self._wire.open(self._limits, heartbeat):
             return False
         self._open = True
         self.last_output = self.loop.time()
         if self._outbox:
             self._queue_flush()
         else:
-            write_now(self._response, _OPENING_FRAME)  # a few bytes: never waits
+            self._wire.write(_OPENING_FRAME)  # a few bytes: never waits
         return True
 
     def push(self, frame: bytes) -> None:
@@ -133,48 +127,45 @@ class FrameWriter:
                 return
         if self._queued or not self._open:
             return
-        if self._deferred is None or outbox.bytes >= _COALESCE_BYTES:
+        if not self._hot.holding or outbox.bytes >= MAX_BYTES:
             self._queued = True
             self._flusher.add(self)
 
+    def take_shared(self, batch: Batch) -> None:
+        """Frames a fan-out joined once for all its streams: written as they are if nothing
+        waits here, else queued like :meth:`push`'s."""
+        if self._outbox or self._blocked is not None or self._stopped or not self._wire.started:
+            for frame in batch.frames:
+                self.push(frame)
+            return
+        self._hot.last = self.last_output = batch.now
+        self.state.metrics.events_sent += len(batch.frames)
+        self._write(batch.data, batch.chunk)
+
     def ping(self) -> None:
-        """Send a heartbeat line, unless frames are waiting (which are output enough)."""
-        if not self._outbox and self._blocked is None:
+        """Send a heartbeat line, unless frames are waiting (which are output enough) or the
+        stream ended."""
+        if not self._outbox and self._blocked is None and not self._stopped:
             self._outbox.add_all([_HEARTBEAT_FRAME])
-            self._last_flush = 0.0  # a ping is no hot stream: out at once
+            self._hot.last = 0.0  # a ping is no hot stream: out at once
             self._queue_flush()
 
     def flush(self) -> None:
         """Write the pending frames, in one write unless they are many (the flusher calls this
-        once per iteration), unless the stream is hot (see _COALESCE_WINDOW)."""
+        once per iteration), unless the stream is hot (see rxsse.coalescing)."""
         self._queued = False
         outbox = self._outbox
         # (After the end, finish() writes what is left: here as well would send it twice.)
         if not outbox or self._blocked is not None or self._stopped:
             return
-        now = self.loop.time()
-        if now - self._last_flush < _COALESCE_WINDOW and outbox.bytes < _COALESCE_BYTES:
-            if self._deferred is None:
-                self._deferred = self.loop.call_at(
-                    self._last_flush + _COALESCE_WINDOW, self._flush_deferred
-                )
+        if self._hot.hold(outbox.bytes, self.flush):
             return
-        if self._deferred is not None:
-            self._deferred.cancel()
-            self._deferred = None
-        self._last_flush = self.last_output = now
-        while outbox and self._blocked is None:
+        self.last_output = self._hot.last
+        while outbox and self._blocked is None and not self._stopped:
             waiting = len(outbox)
             data = outbox.take(_WRITE_CHUNK)
             self.state.metrics.events_sent += waiting - len(outbox)
-            try:
-                task = write_now(self._response, data)
-            except ConnectionError:
-                self._lost(End.DISCONNECTED)
-                return
-            if task is not None:  # a slow client: resume once the transport drains
-                self._blocked = _BlockedWrite(self, task)
-                task.add_done_callback(self._drained)
+            self._write(data)
 
     def stop(self) -> None:
         """The stream ended: write nothing more until :meth:`finish`, forget the owner."""
@@ -184,7 +175,7 @@ class FrameWriter:
     async def finish(self, last_frame: bytes | None) -> None:
         """After the end (a client still there): write what is left and ``last_frame``, then
         end the response."""
-        response = self._response
+        wire = self._wire
         try:
             if self._blocked is not None:
                 await self._blocked.task  # under the send timeout
@@ -193,19 +184,18 @@ class FrameWriter:
                 frames.append(last_frame)
             if frames:
                 self.state.metrics.events_sent += len(frames)
-                task = write_now(response, b"".join(frames))
+                task = wire.write(b"".join(frames))
                 if task is not None:  # the last frames may not wait for a stuck client forever
                     self._blocked = _BlockedWrite(self, task)
                     await self._blocked.finish()
-            await response.write_eof()
+            await wire.write_eof()
         except ConnectionError:
             pass  # the client is gone: nothing more to send
 
     def release(self, *, keep_write: bool) -> None:
         """Cancel the timers, and the waiting write unless ``keep_write`` (when the handler
         returns)."""
-        if self._deferred is not None:
-            self._deferred.cancel()
+        self._hot.cancel()
         blocked = self._blocked
         if blocked is not None:
             blocked.disarm()
@@ -213,6 +203,15 @@ class FrameWriter:
                 blocked.task.cancel()
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _write(self, data: bytes, chunk: bytes | None = None) -> None:
+        try:
+            task = self._wire.write(data, chunk)
+        except ConnectionError:
+            return self._lost(End.DISCONNECTED)
+        if task is not None:  # a slow client: resume once the transport drains
+            self._blocked = _BlockedWrite(self, task)
+            task.add_done_callback(self._drained)
 
     def _lost(self, end: End) -> None:
         if self._owner is not None:
@@ -223,17 +222,12 @@ class FrameWriter:
         the client (in our buffer, the transport and the kernel)."""
         self._lost(end)
         self._outbox.clear()
-        _abort(self.request)
+        self._wire.abort()
 
     def _queue_flush(self) -> None:
         if not self._queued:
             self._queued = True
             self._flusher.add(self)
-
-    def _flush_deferred(self) -> None:
-        self._deferred = None
-        self._last_flush = 0.0  # the window is over: flush now
-        self.flush()
 
     def _drained(self, task: asyncio.Task[None]) -> None:
         blocked, self._blocked = self._blocked, None
@@ -278,13 +272,13 @@ class _BlockedWrite:
         writer = self.writer
         timeout = writer._limits.send_timeout
         if timeout is not None:
-            self.backlog = _backlog(writer.request)
+            self.backlog = writer._wire.backlog()
             self.timer = writer.loop.call_later(timeout, self._timed_out)
 
     def _timed_out(self) -> None:
         self.timer = None
         writer = self.writer
-        if _backlog(writer.request) < self.backlog:  # slow, but it took some: another period
+        if writer._wire.backlog() < self.backlog:  # slow, but it took some: another period
             self._arm()
             return
         logger.info(
@@ -296,36 +290,6 @@ class _BlockedWrite:
         # the one stuck writing its last frames.
         writer.state.metrics.send_timeouts += 1
         writer._drop_client(End.TIMEOUT)
-
-
-async def _prepare(
-    request: web.Request,
-    response: web.StreamResponse,
-    limits: StreamLimits,
-    heartbeat: float | None,
-) -> bool:
-    """Send the headers; False if the client left first."""
-    try:
-        await response.prepare(request)
-    except ConnectionError:
-        return False
-    # aiohttp's timer for a connection that sends no request lives until it fires (75 s), and
-    # half a kilobyte per stream: this one did send its request. (The connection then closes
-    # when the stream ends, rather than wait for another.)
-    request.protocol.keep_alive(False)
-    detect_dead_peer(request.transport, limits.send_timeout, heartbeat)
-    return True
-
-
-def _abort(request: web.Request) -> None:
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
-
-
-def _backlog(request: web.Request) -> int:
-    transport = request.transport
-    return transport.get_write_buffer_size() if transport is not None else 0
 
 
 _flusher = PerLoop(Flusher).get

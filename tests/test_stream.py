@@ -370,7 +370,7 @@ async def test_four_threads_emitting_10000_each_into_one_stream_all_arrive_in_or
     per_thread, threads = 10_000, 4
     client = await serve(app_streaming(lambda r: subject, heartbeat=None))
     resp = await client.get("/s")
-    await wait_until(lambda: len(subject.observers) == 1)
+    await wait_until(lambda: len(rxsse.open_streams(client.app)) == 1)
 
     workers = start_producers(subject, threads, per_thread)
     frames = await FrameReader(resp).take(per_thread * threads, timeout=60)
@@ -388,7 +388,7 @@ async def test_threads_into_one_subject_reach_every_stream_in_order_then_complet
     per_thread, threads, streams = 2_000, 4, 20
     client = await serve(app_streaming(lambda r: subject, heartbeat=None))
     responses = [await client.get("/s") for _ in range(streams)]
-    await wait_until(lambda: len(subject.observers) == streams)
+    await wait_until(lambda: len(rxsse.open_streams(client.app)) == streams)
 
     workers = start_producers(subject, threads, per_thread)
     await wait_until(lambda: not any(worker.is_alive() for worker in workers), timeout=60)

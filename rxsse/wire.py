@@ -1,0 +1,89 @@
+"""The wire: a stream's response and the connection under it.
+
+Sends the headers, then writes bytes: straight to the transport while the client keeps up (one
+system call, framed as aiohttp frames a body), through aiohttp's write (which waits for a
+backlog to drain) when it does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+from aiohttp import web
+
+from .limits import StreamLimits
+from .watch import detect_dead_peer
+from .writing import write_now
+
+__all__ = ["Wire"]
+
+
+class Wire:
+    """The response of one stream and its transport."""
+
+    __slots__ = ("_chunked", "_transport", "request", "response")
+
+    def __init__(self, request: web.Request, response: web.StreamResponse) -> None:
+        self.request = request
+        self.response = response
+        # Set once aiohttp has sent the headers (it sends them with the first body bytes):
+        # from then on, bytes may go straight to the transport.
+        self._transport: asyncio.Transport | None = None
+        self._chunked = True
+
+    @property
+    def started(self) -> bool:
+        """Whether the headers are out (frames may go straight to the transport)."""
+        return self._transport is not None
+
+    async def open(self, limits: StreamLimits, heartbeat: float | None) -> bool:
+        """Send the headers; False if the client left first."""
+        request, response = self.request, self.response
+        try:
+            await response.prepare(request)
+        except ConnectionError:
+            return False
+        self._chunked = response.headers.get("Transfer-Encoding") == "chunked"
+        # aiohttp's timer for a connection that sends no request lives until it fires (75 s),
+        # and half a kilobyte per stream: this one did send its request. (The connection then
+        # closes when the stream ends, rather than wait for another.)
+        request.protocol.keep_alive(False)
+        detect_dead_peer(request.transport, limits.send_timeout, heartbeat)
+        return True
+
+    def write(self, data: bytes, chunk: bytes | None = None) -> asyncio.Task[None] | None:
+        """Write ``data`` (``chunk``: the same bytes framed as one HTTP/1.1 chunk, when the
+        caller has them); return None when done, or the task that finishes a write waiting
+        for the client (see :func:`~rxsse.writing.write_now`).
+
+        Raises:
+            ConnectionError: the client is gone.
+        """
+        transport = self._transport
+        if transport is not None and not transport.get_write_buffer_size():
+            if transport.is_closing():
+                raise ConnectionResetError("the client is gone")
+            if self._chunked:
+                data = chunk if chunk is not None else b"%x\r\n%s\r\n" % (len(data), data)
+            transport.write(data)
+            return None
+        task = write_now(self.response, data)
+        if transport is None and task is None:
+            self._transport = cast(asyncio.Transport, self.request.transport)
+        return task
+
+    async def write_eof(self) -> None:
+        """End the response."""
+        await self.response.write_eof()
+
+    def backlog(self) -> int:
+        """The bytes waiting in the transport for the client."""
+        transport = self.request.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def abort(self) -> None:
+        """Close the connection now, dropping what waits for the client."""
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
