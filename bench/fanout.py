@@ -1,10 +1,11 @@
-"""Fan-out through the event bus: time to deliver E events to C connected clients.
+"""Fan-out through the event bus: time to deliver E events to C connected clients, beside the
+same events through a plain ``Subject`` (the bus's target: within 0.8x of it).
 
-The server (its own process, pinned to one core) streams ``bus.on("bench")`` to every client;
-the load client (pinned to the other core) opens C connections that only count frames, waits
-until the server has C live subscribers, asks it to emit E events, and measures until every
-client has every event. Run for the in-memory bus and for a RedisBroker on a redis-server the
-benchmark starts itself.
+The server (its own process, pinned to one core) streams ``bus.on("bench")`` (or the Subject)
+to every client; the compiled load client (pinned to the other core) opens C connections that
+only count frames, waits until the server has C live streams, asks it to emit E events, and
+measures until every client has every event. Run for a plain Subject, the in-memory bus, and a
+RedisBroker on a redis-server the benchmark starts itself.
 
 Run: ``python -m bench.fanout --clients 1000 --events 1000``.
 """
@@ -19,39 +20,50 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from reactivex.subject import Subject
 
 import rxsse
 from bench.common import (
     CLIENT_CORE,
     RESULTS,
     SERVER_CORE,
-    FrameCounter,
     free_port,
     pin,
-    request,
     start_redis,
     wait_for_port,
 )
-from rxsse import EventBus
+from bench.loadclient import LoadClient, build
+from bench.run import PythonClients
+from rxsse import EventBus, MessageEvent
 from rxsse.brokers.redis import RedisBroker
 
 
-def server_app(bus: EventBus) -> web.Application:
+def server_app(bus: EventBus | None) -> web.Application:
+    """``bus`` None: a plain Subject."""
+    subject: Subject[MessageEvent] = Subject()
+
     async def events(request: web.Request) -> web.StreamResponse:
-        return await rxsse.stream(request, bus.on("bench"), heartbeat=None)
+        source = bus.on("bench") if bus is not None else subject
+        return await rxsse.stream(request, source, heartbeat=None)
 
     async def subscribers(request: web.Request) -> web.Response:
-        return web.json_response({"live": bus.live_subscriptions})
+        return web.json_response({"live": len(rxsse.open_streams(request.app))})
 
     async def emit(request: web.Request) -> web.Response:
         count = int(request.query["n"])
         started = time.perf_counter()
-        for n in range(count - 1):
-            bus.emit("bench", {"n": n, "payload": "x" * 32})
-        # The broker publishes in order: once the last is confirmed, all of them are.
-        await bus.publish("bench", {"n": count - 1, "payload": "x" * 32})
+        if bus is None:
+            for n in range(count):
+                subject.on_next(MessageEvent({"n": n, "payload": "x" * 32}))
+        else:
+            for n in range(count - 1):
+                bus.emit("bench", {"n": n, "payload": "x" * 32})
+            # The broker publishes in order: once the last is confirmed, all of them are.
+            await bus.publish("bench", {"n": count - 1, "payload": "x" * 32})
         return web.json_response({"emit_seconds": time.perf_counter() - started})
 
     app = web.Application()
@@ -62,56 +74,41 @@ def server_app(bus: EventBus) -> web.Application:
     return app
 
 
-def serve(port: int, redis_url: str | None) -> None:
+def serve(port: int, kind: str, redis_url: str | None) -> None:
     pin(SERVER_CORE)
-    broker = RedisBroker(redis_url, prefix=f"bench-{os.getpid()}") if redis_url else None
-    web.run_app(
-        server_app(EventBus(broker)), host="127.0.0.1", port=port, print=None, access_log=None
-    )
+    bus = None
+    if kind != "subject":
+        broker = RedisBroker(redis_url, prefix=f"bench-{os.getpid()}") if redis_url else None
+        bus = EventBus(broker)
+    web.run_app(server_app(bus), host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-async def measure(port: int, clients: int, events: int) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-    expected = clients * events
-    received = 0
-    done = loop.create_future()
-
-    def on_frames(count: int) -> None:
-        nonlocal received
-        received += count
-        if received >= expected and not done.done():
-            done.set_result(time.perf_counter())
-
-    transports = []
-    for batch in range(0, clients, 200):
-        opened = await asyncio.gather(
-            *(
-                loop.create_connection(lambda: FrameCounter(on_frames), "127.0.0.1", port)
-                for _ in range(min(200, clients - batch))
-            )
-        )
-        for transport, _ in opened:
-            transport.write(request("/events"))
-            transports.append(transport)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while True:  # poll until every client is subscribed
-            status = await http(reader, writer, "GET", "/subscribers")
-            if status["live"] >= clients:
-                break
-            await asyncio.sleep(0.05)
-        started = time.perf_counter()
-        emitted = await http(reader, writer, "POST", f"/emit?n={events}")
-        finished = await asyncio.wait_for(done, timeout=300)
-    finally:
-        writer.close()
-        for transport in transports:
-            transport.close()
-    total = finished - started
+async def measure(
+    port: int, clients: int, events: int, loadclient: Path | None
+) -> dict[str, float]:
+    if loadclient is not None:
+        connections: Any = LoadClient(loadclient, port, clients, "/events")
+    else:
+        connections = PythonClients(port, clients, "/events")
+    async with connections as client:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            deadline = time.monotonic() + 120
+            while (await http(reader, writer, "GET", "/subscribers"))["live"] < clients:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the clients did not all subscribe")
+                await asyncio.sleep(0.05)
+            started = time.monotonic()
+            emitting = asyncio.ensure_future(http(reader, writer, "POST", f"/emit?n={events}"))
+            arrived = await client.expect(events, timeout=300)
+            emitted = await emitting
+        finally:
+            writer.close()
+    total = max(arrived) - started
     return {
         "seconds": total,
         "emit_seconds": emitted["emit_seconds"],
-        "deliveries_per_s": expected / total,
+        "deliveries_per_s": clients * events / total,
     }
 
 
@@ -128,19 +125,21 @@ async def http(
     return json.loads(await reader.readexactly(length))  # type: ignore[no-any-return]
 
 
-def run_one(label: str, clients: int, events: int, redis_url: str | None) -> dict[str, float]:
+def run_one(
+    kind: str, clients: int, events: int, redis_url: str | None, loadclient: Path | None
+) -> dict[str, float]:
     port = free_port()
-    command = [sys.executable, "-m", "bench.fanout", "--serve", str(port)]
+    command = [sys.executable, "-m", "bench.fanout", "--serve", str(port), "--kind", kind]
     if redis_url:
         command += ["--redis", redis_url]
     server = subprocess.Popen(command)
     try:
         asyncio.run(wait_for_port(port))
-        result = asyncio.run(measure(port, clients, events))
+        result = asyncio.run(measure(port, clients, events, loadclient))
     finally:
         server.terminate()
         server.wait()
-    print(f"{label}: {result}", flush=True)
+    print(f"{kind}: {result}", flush=True)
     return result
 
 
@@ -148,34 +147,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--python-client", action="store_true")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--kind", default="memory", help=argparse.SUPPRESS)
     parser.add_argument("--redis", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.redis)
+        serve(args.serve, args.kind, args.redis)
         return
     pin(CLIENT_CORE)
-    rows = [("in-memory bus", run_one("memory", args.clients, args.events, None))]
+    loadclient = None if args.python_client else build()
+    runs = [("plain Subject", "subject"), ("in-memory bus", "memory")]
+    rows = [
+        (label, run_one(kind, args.clients, args.events, None, loadclient)) for label, kind in runs
+    ]
     if shutil.which("redis-server"):
         redis, redis_port = start_redis()
         try:
             url = f"redis://127.0.0.1:{redis_port}/0"
-            rows.append(("RedisBroker", run_one("redis", args.clients, args.events, url)))
+            rows.append(
+                ("RedisBroker", run_one("redis", args.clients, args.events, url, loadclient))
+            )
         finally:
             redis.terminate()
             redis.wait()
+    subject = rows[0][1]["deliveries_per_s"]
+    client = "compiled load client" if loadclient else "Python load client"
     lines = [
         f"Fan-out: {args.events:,} events to {args.clients:,} clients "
         f"({args.clients * args.events:,} deliveries), one server process, "
-        "server and client pinned to separate cores",
+        f"server and {client} pinned to separate cores; load {os.getloadavg()[0]:.2f}",
         "",
-        "| bus | time to deliver all (s) | deliveries/s | emit time (s) |",
-        "|---|---:|---:|---:|",
+        "| source | time to deliver all (s) | deliveries/s | x plain Subject | emit time (s) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for label, result in rows:
         lines.append(
             f"| {label} | {result['seconds']:.2f} | {result['deliveries_per_s']:,.0f} "
-            f"| {result['emit_seconds']:.3f} |"
+            f"| {result['deliveries_per_s'] / subject:.2f} | {result['emit_seconds']:.3f} |"
         )
     table = "\n".join(lines)
     print(table)

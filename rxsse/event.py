@@ -13,7 +13,7 @@ forging fields or events lives here:
 
 from __future__ import annotations
 
-from typing import Any, Generic
+from typing import Any, Generic, cast
 
 from typing_extensions import TypeVar
 
@@ -146,14 +146,17 @@ class MessageEvent(Generic[DataT]):
         return encoded
 
     def _encode(self) -> bytes:
-        data = self.data
+        # (JSON text already known is that of data that is neither None nor a str: the data
+        # itself is not read, so an event off the in-memory bus is never parsed to be sent.)
+        known = self._json
+        data = self.data if known is None else None
+        is_json = known is not None or (data is not None and not isinstance(data, str))
         if (
             self.id is None
             and self.type is None
             and self.retry is None
             and self.comment is None
-            and data is not None
-            and not isinstance(data, str)
+            and is_json
         ):  # the common case, a JSON payload alone: one join
             return b"data: " + self._json_bytes(data) + b"\n\n"
         parts: list[str] = []
@@ -165,10 +168,10 @@ class MessageEvent(Generic[DataT]):
             parts.append(f"event: {self.type}\n")
         if self.retry is not None:
             parts.append(f"retry: {self.retry}\n")
+        if is_json:
+            return b"".join(("".join(parts).encode(), b"data: ", self._json_bytes(data), b"\n\n"))
         if isinstance(data, str):
             parts.extend(f"data: {line}\n" for line in _split_lines(data))
-        elif data is not None:
-            return b"".join(("".join(parts).encode(), b"data: ", self._json_bytes(data), b"\n\n"))
         parts.append("\n")
         return "".join(parts).encode()
 
@@ -200,6 +203,40 @@ class MessageEvent(Generic[DataT]):
 
     def _fields(self) -> tuple[Any, str | None, str | None, int | None, str | None]:
         return (self.data, self.id, self.type, self.retry, self.comment)
+
+
+_DATA: Any = MessageEvent.__dict__["data"]  # the slot itself, under _JsonText's property
+_UNREAD: Any = object()
+
+
+class _JsonText(MessageEvent[Any]):
+    """An event made from JSON text rxsse encoded itself (the in-memory bus): its data is
+    parsed when first read, so a fan-out that only sends its frame never parses it."""
+
+    __slots__ = ()
+
+    @property  # (read-only, as every MessageEvent field is)
+    def data(self) -> Any:
+        value = _DATA.__get__(self, MessageEvent)
+        if value is _UNREAD:
+            value = payload.loads(cast(str, self._json))
+            _DATA.__set__(self, value)
+        return value
+
+
+def own_json_event(text: str, *, id: str, type: str | None) -> MessageEvent[Any]:
+    """The event of JSON ``text`` that :func:`rxsse.payload.dumps` made, with an ``id`` and a
+    ``type`` that were checked already: as :meth:`MessageEvent.from_json` makes it, but its
+    data is parsed only when read."""
+    if text[:1] not in ("{", "["):  # (a str, null or a number: parsed now, as ever)
+        return MessageEvent.from_json(text, id=id, type=type)
+    event = object.__new__(_JsonText)
+    _DATA.__set__(event, _UNREAD)
+    for name, value in (("id", id), ("type", type), ("retry", None), ("comment", None)):
+        object.__setattr__(event, name, value)
+    object.__setattr__(event, "_encoded", None)
+    object.__setattr__(event, "_json", text)
+    return event
 
 
 # The checks below run only for fields that were given (not None).

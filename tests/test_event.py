@@ -151,3 +151,31 @@ def test_lone_surrogates_in_data_are_refused_when_encoded():
     event = MessageEvent("ok\udfff")  # data is not scanned per event when built
     with pytest.raises(ValueError):
         event.encode()
+
+
+def test_an_event_off_the_in_memory_bus_is_parsed_only_when_its_data_is_read(monkeypatch):
+    from rxsse import payload
+    from rxsse.event import own_json_event
+
+    parsed: list[str] = []
+    loads = payload.loads
+    monkeypatch.setattr(payload, "loads", lambda text: parsed.append(text) or loads(text))
+    text = payload.dumps({"n": [1, 2], "when": "2026-11-21"})
+    lazy = own_json_event(text, id="3-a", type="tick")
+    eager = MessageEvent.from_json(text, id="3-a", type="tick")
+    parsed.clear()
+    assert (
+        lazy.encode() == eager.encode() == b"id: 3-a\nevent: tick\ndata: " + text.encode() + b"\n\n"
+    )
+    assert parsed == []  # sent without being parsed
+    assert lazy.data == {"n": [1, 2], "when": "2026-11-21"}
+    assert lazy.data is lazy.data and parsed == [text]  # parsed once, when read
+    assert lazy == eager and repr(lazy) == repr(eager)
+    for scalar in ('"a\\nb"', "null", "7"):  # not an object or a list: as from_json makes it
+        assert own_json_event(scalar, id="1-a", type=None) == MessageEvent.from_json(
+            scalar, id="1-a"
+        )
+        assert (
+            own_json_event(scalar, id="1-a", type=None).encode()
+            == MessageEvent.from_json(scalar, id="1-a").encode()
+        )

@@ -111,7 +111,7 @@ async def test_an_http_1_0_client_reads_plain_frames(serve):
 async def test_a_client_that_reads_nothing_is_dropped_while_the_others_get_everything(serve):
     subject: Subject[Any] = Subject()
     client = await serve(subject_app(subject, max_buffer_bytes=1 << 20))
-    stuck_reader, stuck_writer = await raw_get(client.base_url.rstrip("/"), "/s")
+    _, stuck_writer = await raw_get(client.base_url.rstrip("/"), "/s")
     reader = await client.get("/s")
     await wait_until(lambda: len(rxsse.open_streams(client.app)) == 2)
     payload = "x" * 100_000

@@ -9,7 +9,7 @@ import time
 from typing import Final
 
 from ..broker import Entry, LogConfig, Outgoing, Replay, Sink, parse_event_id
-from ..event import MessageEvent
+from ..event import own_json_event
 from ..metrics import BusMetrics
 from ..topics import TopicPattern
 
@@ -104,9 +104,10 @@ class MemoryBroker:
                     return known
             seq = self._seq + 1
             event_id = self.event_id(seq)
-            # The same round trip through JSON as on Redis: subscribers see the same data.
+            # The same round trip through JSON as on Redis: subscribers see the same data
+            # (parsed when read: a stream only sends the text).
             entry = Entry(
-                seq, event.topic, MessageEvent.from_json(event.data, id=event_id, type=event.type)
+                seq, event.topic, own_json_event(event.data, id=event_id, type=event.type)
             )
             self._seq = seq
             log = self._logs.get(event.topic)
