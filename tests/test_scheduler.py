@@ -62,3 +62,35 @@ async def test_timed_operators_still_work():
         done.set_result, scheduler=scheduler
     )
     assert await asyncio.wait_for(done, timeout=5) == [0, 1, 2]
+
+
+async def test_actions_due_now_run_in_batches_that_let_the_loop_serve_others():
+    scheduler = LoopScheduler(asyncio.get_running_loop())
+    seen: list[int] = []
+    done = asyncio.Event()
+    rx.range(1000).subscribe(seen.append, on_completed=done.set, scheduler=scheduler)
+    await asyncio.sleep(0)  # one loop iteration: one batch, not one item, and not all
+    after_one_iteration = len(seen)
+    await asyncio.wait_for(done.wait(), timeout=5)
+    assert seen == list(range(1000))
+    assert 1 < after_one_iteration < 1000
+
+
+async def test_an_action_that_raises_is_reported_and_the_others_still_run():
+    loop = asyncio.get_running_loop()
+    reported: list[BaseException] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context["exception"]))
+    try:
+        scheduler = LoopScheduler(loop)
+        ran: list[int] = []
+
+        def fail(_: object, __: object) -> None:
+            raise RuntimeError("boom")
+
+        scheduler.schedule(lambda s, st: ran.append(1))
+        scheduler.schedule(fail)
+        scheduler.schedule(lambda s, st: ran.append(2))
+        await wait_until(lambda: len(ran) == 2)
+        assert [str(error) for error in reported] == ["boom"]
+    finally:
+        loop.set_exception_handler(None)

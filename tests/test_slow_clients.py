@@ -146,7 +146,7 @@ async def test_metrics_count_streams_events_and_endings(serve):
 
 async def test_small_buffer_drop_newest_in_process(serve):
     async def handler(request: web.Request) -> web.StreamResponse:
-        source = rx.range(0, 2000).pipe(ops.map(lambda n: f"{n} {'y' * 5000}"))
+        source = rx.range(0, 20_000).pipe(ops.map(lambda n: f"{n} {'y' * 5000}"))
         return await rxsse.stream(
             request, source, max_buffer_frames=10, overflow="drop_newest", heartbeat=None
         )
@@ -160,7 +160,7 @@ async def test_small_buffer_drop_newest_in_process(serve):
     frames = await FrameReader(resp).rest()
     numbers = [int(f.data.split()[0]) for f in frames]
     assert numbers == sorted(numbers)
-    assert rxsse.metrics(app).frames_dropped["drop_newest"] == 2000 - len(numbers)
+    assert rxsse.metrics(app).frames_dropped["drop_newest"] == 20_000 - len(numbers)
     assert rxsse.metrics(app).frames_dropped["drop_newest"] > 0
 
 
