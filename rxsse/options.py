@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict
 
+from .compression import check_compress
 from .failures import DEFAULT_ERROR_EVENT, DEFAULT_ERROR_RETRY, DEFAULT_MAX_FAILURES, FailurePolicy
 from .limits import (
     DEFAULT_BUFFER_BYTES,
@@ -55,6 +56,9 @@ class StreamOptions:
     error_event: str = DEFAULT_ERROR_EVENT
     error_retry: float = DEFAULT_ERROR_RETRY
     max_failures: int | None = DEFAULT_MAX_FAILURES
+    compress: bool | tuple[str, ...] = False
+    #: The encodings ``compress`` offers, in order (checked once; empty: none).
+    encodings: tuple[str, ...] = field(init=False, repr=False, compare=False)
     #: The buffer and time limits, checked and built once.
     limits: StreamLimits = field(init=False, repr=False, compare=False)
     #: How a failure ends, checked and built once.
@@ -83,6 +87,9 @@ class StreamOptions:
         object.__setattr__(
             self, "failures", _failures(self.error_event, self.error_retry, self.max_failures)
         )
+        if isinstance(self.compress, list):  # (a list from a config: hashable from here on)
+            object.__setattr__(self, "compress", tuple(self.compress))
+        object.__setattr__(self, "encodings", check_compress(self.compress))
 
     def replace(self, **changes: Any) -> StreamOptions:
         """These options with ``changes`` (keywords of :func:`rxsse.stream`), checked."""
@@ -122,6 +129,7 @@ class StreamKeywords(TypedDict, total=False):
     error_event: str
     error_retry: float
     max_failures: int | None
+    compress: bool | tuple[str, ...]
 
 
 def options_of(

@@ -28,6 +28,7 @@ from .scheduler import LoopScheduler
 from .sources import Attachable
 from .state import state_of
 from .watch import DisconnectWatch
+from .wire import Wire
 from .writer import FrameWriter
 from .writing import PerLoop
 
@@ -60,14 +61,20 @@ class StreamSession(LoopObserver, Follower):
     )
 
     def __init__(
-        self, request: web.Request, response: web.StreamResponse, options: StreamOptions
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        options: StreamOptions,
+        encoding: str | None = None,
     ) -> None:
         # (Options are shared by a route's streams; a session holds only what it reads.)
         self._heartbeat = options.heartbeat
         self._limits = limits = options.limits
         self._policy = options.failures
         # The writer holds the request, the app state and the loop for both.
-        self._writer = writer = FrameWriter(request, response, limits, state_of(request), self)
+        self._writer = writer = FrameWriter(
+            Wire(request, response, encoding), limits, state_of(request), self
+        )
         super().__init__()
         self._done: asyncio.Future[None] = writer.loop.create_future()
         self._subscription: abc.DisposableBase | None = None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 from reactivex import Observable
 
+from .compression import choose
 from .failures import resume_of
 from .options import DEFAULT_HEARTBEAT, StreamKeywords, StreamOptions, options_of
 from .session import StreamSession
@@ -83,6 +84,10 @@ def stream(
             for each failure in a row (up to a minute).
         max_failures: failures in a row after which a reconnect is answered 204, which stops
             a browser (``None``: never).
+        compress: compress the stream for a client whose ``Accept-Encoding`` accepts it
+            (``True``: gzip, then zstd and brotli when their packages are installed; or the
+            encodings to offer, in order, e.g. ``("zstd", "gzip")``). Each write is flushed,
+            so every event arrives at once; see :mod:`rxsse.compression`.
 
     Raises:
         web.HTTPException: when ``source`` fails before the stream has started (its own
@@ -93,12 +98,31 @@ def stream(
     if options.failures.gave_up(resume_of(request)):
         return _answer(web.Response(status=204))  # failed too often in a row: the client stops
     observable = source if isinstance(source, Observable) else from_async_iterable(source)
-    headers = options.headers
-    response = web.StreamResponse(headers={**SSE_HEADERS, **headers} if headers else SSE_HEADERS)
-    session = StreamSession(request, response, options)
+    headers = {**SSE_HEADERS, **options.headers} if options.headers else SSE_HEADERS
+    encoding = None
+    if options.encodings:
+        headers, encoding = _negotiate(request, headers, options.encodings)
+    response = web.StreamResponse(headers=headers)
+    session = StreamSession(request, response, options, encoding)
     # The session's coroutine itself, not one awaiting it: a frame less for as long as the
     # stream is open. (So the checks above raise at the call, before any await.)
     return session.run(observable, response)
+
+
+def _negotiate(
+    request: web.Request, headers: Mapping[str, str], offered: tuple[str, ...]
+) -> tuple[dict[str, str], str | None]:
+    """The headers of a stream that may be compressed, and the encoding chosen (or None)."""
+    headers = {**headers, "Vary": "Accept-Encoding"}  # what a cache must key the stream by
+    if "no-transform" in request.headers.get("Cache-Control", "").lower():
+        return headers, None  # the client asked that what it gets be sent as it is
+    encoding = choose(request.headers.get("Accept-Encoding"), offered)
+    if encoding is not None:
+        headers["Content-Encoding"] = encoding
+        # A proxy must pass the compressed stream as it is (not decompress, recompress, or
+        # buffer it to do so).
+        headers["Cache-Control"] = "no-cache, no-transform"
+    return headers, encoding
 
 
 async def _answer(response: web.StreamResponse) -> web.StreamResponse:

@@ -12,6 +12,7 @@ from typing import cast
 
 from aiohttp import web
 
+from .compression import compressor
 from .limits import StreamLimits
 from .watch import detect_dead_peer
 from .writing import write_now
@@ -22,11 +23,15 @@ __all__ = ["Wire"]
 class Wire:
     """The response of one stream and its transport."""
 
-    __slots__ = ("_chunked", "_transport", "request", "response")
+    __slots__ = ("_chunked", "_compressor", "_transport", "request", "response")
 
-    def __init__(self, request: web.Request, response: web.StreamResponse) -> None:
+    def __init__(
+        self, request: web.Request, response: web.StreamResponse, encoding: str | None = None
+    ) -> None:
         self.request = request
         self.response = response
+        # The stream's own compressor (its Content-Encoding is set already: see stream()).
+        self._compressor = compressor(encoding) if encoding is not None else None
         # Set once aiohttp has sent the headers (it sends them with the first body bytes):
         # from then on, bytes may go straight to the transport.
         self._transport: asyncio.Transport | None = None
@@ -60,6 +65,11 @@ class Wire:
         Raises:
             ConnectionError: the client is gone.
         """
+        if self._compressor is not None:
+            data, chunk = self._compressor.compress(data), None
+        return self._send(data, chunk)
+
+    def _send(self, data: bytes, chunk: bytes | None = None) -> asyncio.Task[None] | None:
         transport = self._transport
         if transport is not None and not transport.get_write_buffer_size():
             if transport.is_closing():
@@ -74,7 +84,11 @@ class Wire:
         return task
 
     async def write_eof(self) -> None:
-        """End the response."""
+        """End the response (and the compressed stream, if it is one)."""
+        if self._compressor is not None:
+            task = self._send(self._compressor.finish())
+            if task is not None:
+                await task
         await self.response.write_eof()
 
     def backlog(self) -> int:

@@ -8,8 +8,6 @@ import asyncio
 import logging
 from typing import Final, Protocol
 
-from aiohttp import web
-
 from .coalescing import MAX_BYTES, Coalescer
 from .ends import End
 from .event import comment_line
@@ -67,18 +65,13 @@ class FrameWriter:
     )
 
     def __init__(
-        self,
-        request: web.Request,
-        response: web.StreamResponse,
-        limits: StreamLimits,
-        state: AppState,
-        owner: WriterOwner,
+        self, wire: Wire, limits: StreamLimits, state: AppState, owner: WriterOwner
     ) -> None:
         # (The session reads these three here: a stream does not hold them twice.)
-        self.request = request
+        self.request = wire.request
         self.state = state
         self.loop = asyncio.get_running_loop()
-        self._wire = Wire(request, response)
+        self._wire = wire
         self._limits = limits
         self._owner: WriterOwner | None = owner  # let go at stop(): no cycle outlives the stream
         self._flusher = _flusher()
