@@ -192,16 +192,17 @@ async def test_chromium_reads_a_compressed_stream_event_by_event(serve, browser)
 
     app = gated_app(compress=("zstd", "br", "gzip"))
     app.on_response_prepare.append(note)
-    app.router.add_get(
-        "/", lambda r: web.Response(text="<title>x</title>", content_type="text/html")
-    )
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<title>x</title>", content_type="text/html")
+
+    app.router.add_get("/", page)
     server = await serve(app)
-    page = await browser.new_page()
+    tab = await browser.new_page()
     try:
-        await page.goto(server.url("/"))
-        got = await page.evaluate(READ_GATED, ["/news", 10])
+        await tab.goto(server.url("/"))
+        got = await tab.evaluate(READ_GATED, ["/news", 10])
     finally:
-        await page.close()
+        await tab.close()
     assert got == [[str(n), price(n).data] for n in range(10)]
     assert encodings == ["zstd"]  # Chromium takes zstd, offered first here
 
