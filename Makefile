@@ -56,8 +56,11 @@ $(BENCH_STAMP): $(STAMP)
 bench/loadclient: bench/loadclient.c
 	gcc -O2 -o $@ $<
 
-bench: $(BENCH_STAMP) bench/loadclient  ## rxsse against the limit and its peers; bus fan-out; capacity
+bench: $(BENCH_STAMP) bench/loadclient  ## rxsse against the limit and its peers; threads; bus fan-out; compression
 	ulimit -n 20000 && $(BIN)/python -m bench.run
+	$(BIN)/python -m bench.threads
+	ulimit -n 20000 && $(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.compression
 	$(BIN)/python -m bench.fanout
 	ulimit -n 20000 && $(BIN)/python -m bench.capacity
 
