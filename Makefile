@@ -61,7 +61,6 @@ bench: $(BENCH_STAMP) bench/loadclient  ## rxsse against the limit and its peers
 	$(BIN)/python -m bench.threads
 	ulimit -n 20000 && $(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.compression
-	$(BIN)/python -m bench.fanout
 	ulimit -n 20000 && $(BIN)/python -m bench.capacity
 
 clean:
