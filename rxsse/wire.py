@@ -69,6 +69,22 @@ class Wire:
             data, chunk = self._compressor.compress(data), None
         return self._send(data, chunk)
 
+    def write_now(self, data: bytes, chunk: bytes) -> bool:
+        """Write ``data`` (``chunk``: the same bytes framed as one HTTP/1.1 chunk) straight to
+        the transport if the client keeps up and the stream is not compressed (a fan-out's
+        shared bytes, in one call); False, writing nothing, if it must go through
+        :meth:`write`."""
+        transport = self._transport
+        if (
+            transport is None
+            or self._compressor is not None
+            or transport.get_write_buffer_size()
+            or transport.is_closing()
+        ):
+            return False
+        transport.write(chunk if self._chunked else data)
+        return True
+
     def _send(self, data: bytes, chunk: bytes | None = None) -> asyncio.Task[None] | None:
         transport = self._transport
         if transport is not None and not transport.get_write_buffer_size():

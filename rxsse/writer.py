@@ -133,7 +133,8 @@ class FrameWriter:
             return
         self._hot.last = self.last_output = batch.now
         self.state.metrics.events_sent += len(batch.frames)
-        self._write(batch.data, batch.chunk)
+        if not self._wire.write_now(batch.data, batch.chunk):  # (the common case in one call)
+            self._write(batch.data, batch.chunk)
 
     def ping(self) -> None:
         """Send a heartbeat line, unless frames are waiting (which are output enough) or the

@@ -192,6 +192,7 @@ async def test_chromium_reads_a_compressed_stream_event_by_event(serve, browser)
 
     app = gated_app(compress=("zstd", "br", "gzip"))
     app.on_response_prepare.append(note)
+
     async def page(request: web.Request) -> web.Response:
         return web.Response(text="<title>x</title>", content_type="text/html")
 
@@ -266,3 +267,26 @@ def test_a_bad_compress_option_is_refused_when_made(value, message):
         check_compress(value)
     with pytest.raises(ValueError, match=message):
         rxsse.sse("/x", compress=value)(lambda: None)
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+async def test_the_readme_compression_example_serves_a_gzip_stream(serve):
+    section = README.read_text().split("### Compression", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec", dont_inherit=True), namespace)  # our README's code
+    server = await serve(namespace["app"])
+    session = aiohttp.ClientSession(auto_decompress=False)
+    try:
+        async with session.get(server.url("/prices"), headers={"Accept-Encoding": "gzip"}) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            decode, text = decompressor("gzip"), ""
+            while "\n\n" not in text:
+                chunk = await asyncio.wait_for(resp.content.readany(), 5)
+                assert chunk, "the stream ended"
+                text += decode(chunk).decode()
+        assert text == ': open\ndata: {"AAPL":180.0}\n\n'
+    finally:
+        await session.close()
