@@ -12,8 +12,8 @@ Scenarios:
   ceiling);
 - broadcast to 1,000, 5,000 and 15,000 clients (the peers up to 5,000, sse-starlette 1,000):
   200 events emitted 50 ms apart, the time from each emit to the last client having it (p50,
-  p99, max); then 200 events in a burst, the time until every client has all of them (deliveries/s) and the
-  server's CPU time per delivered event;
+  p99, max); then 200 events in a burst, the time until every client has all of them
+  (deliveries/s) and the server's CPU time per delivered event;
 - idle memory: the server's RSS growth per open idle connection, at each size.
 
 It prints markdown tables, writes them to ``bench/results/bench.md`` with a plot
