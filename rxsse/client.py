@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncGenerator, Mapping
 from types import TracebackType
 from typing import Any
@@ -50,6 +51,13 @@ class EventSource:
         retry: seconds to wait before reconnecting, until the server sends ``retry:``.
         max_reconnects: give up (re-raising the network error) after this many consecutive
             failed connection attempts; None retries for ever.
+        read_timeout: reconnect when no byte has arrived for this many seconds (a connection
+            that went silent without closing, half-open); set it above the server's heartbeat.
+            None (the default): wait as long as the connection stays up, as a browser does.
+        max_backoff: the longest wait between failed attempts. After a clean end the client
+            waits ``retry`` (the server's ``retry:`` wins); after the n-th failure in a row it
+            waits ``retry * 2 ** (n - 1)``, at most this, less a random share of up to half
+            (so that clients cut off together do not all come back together).
 
     Example:
         >>> async with EventSource("http://127.0.0.1:8080/ticks") as events:  # doctest: +SKIP
@@ -66,9 +74,19 @@ class EventSource:
         last_event_id: str | None = None,
         retry: float = 3.0,
         max_reconnects: int | None = None,
+        read_timeout: float | None = None,
+        max_backoff: float = 60.0,
     ) -> None:
         if retry < 0:
             raise ValueError(f"retry must be a non-negative number of seconds, not {retry}")
+        if read_timeout is not None and not read_timeout > 0:
+            raise ValueError(
+                f"read_timeout must be a positive number of seconds, not {read_timeout}"
+            )
+        if not max_backoff >= 0:
+            raise ValueError(
+                f"max_backoff must be a non-negative number of seconds, not {max_backoff}"
+            )
         self.url = url
         self._session = session
         self._own_session = session is None
@@ -77,6 +95,9 @@ class EventSource:
         self._parser.last_event_id = last_event_id or ""
         self._retry = retry
         self._max_reconnects = max_reconnects
+        self._read_timeout = read_timeout
+        self._max_backoff = max_backoff
+        self.failures = 0  #: failed attempts in a row (0 once an event or a clean end came)
         self._events: AsyncGenerator[MessageEvent, None] | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._closed = False
@@ -93,6 +114,14 @@ class EventSource:
         if self._parser.retry is not None:
             return self._parser.retry / 1000
         return self._retry
+
+    @property
+    def backoff(self) -> float:
+        """The longest wait before the next attempt after the failures so far in a row (the
+        wait itself is this less a random share of up to half); :attr:`retry` with none."""
+        if not self.failures:
+            return self.retry
+        return float(min(self._max_backoff, self.retry * 2 ** (self.failures - 1)))
 
     def __aiter__(self) -> EventSource:
         return self
@@ -132,23 +161,26 @@ class EventSource:
             self._session = None
 
     async def _run(self) -> AsyncGenerator[MessageEvent, None]:
-        failures = 0
         while not self._closed:
             try:
                 async for event in self._connect():
-                    failures = 0
+                    self.failures = 0
                     yield event
-                failures = 0  # the body ended normally
+                self.failures = 0  # the body ended normally
                 if self._closed:
                     return
+                delay = self.retry
             except _StopStream:
                 return
             except _NETWORK_ERRORS as exc:
-                failures += 1
-                if self._max_reconnects is not None and failures > self._max_reconnects:
+                self.failures += 1
+                if self._max_reconnects is not None and self.failures > self._max_reconnects:
                     raise
-                logger.info("event stream %s lost (%s); reconnecting", self.url, exc)
-            await asyncio.sleep(self.retry)
+                delay = self.backoff * (1 - random.random() / 2)
+                logger.info(
+                    "event stream %s lost (%s); reconnecting in %.1f s", self.url, exc, delay
+                )
+            await asyncio.sleep(delay)
 
     async def _connect(self) -> AsyncGenerator[MessageEvent, None]:
         if self._session is None:
@@ -156,8 +188,8 @@ class EventSource:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **self._headers}
         if self._parser.last_event_id:
             headers["Last-Event-ID"] = self._parser.last_event_id
-        # No total or read timeout: an event stream may rightly stay quiet for a long time.
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=None, sock_connect=30)
+        # No total timeout: an event stream may rightly stay open, and quiet, for a long time.
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._read_timeout, sock_connect=30)
         async with self._session.get(self.url, headers=headers, timeout=timeout) as response:
             _check(response)
             self.connections += 1

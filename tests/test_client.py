@@ -288,3 +288,57 @@ async def test_wpt_vector_against_the_client(serve, vector, writing):
             assert seen[number] == connection["request_last_event_id"]
     if "expected_reconnection_time_ms" in vector:
         assert source.retry * 1000 == vector["expected_reconnection_time_ms"]
+
+
+async def test_a_stream_gone_silent_is_reconnected_after_the_read_timeout(serve):
+    # One event, then nothing, not even a heartbeat: a connection that went half-open looks so.
+    seen: list[str | None] = []
+
+    @rxsse.sse("/quiet")
+    def quiet(request: web.Request) -> Any:
+        seen.append(request.headers.get("Last-Event-ID"))
+        return rx.concat(rx.of(MessageEvent("hello", id=len(seen))), rx.never())
+
+    app = web.Application()
+    rxsse.setup(app, quiet, heartbeat=None)
+    server = await serve(app)
+    async with EventSource(server.url("/quiet"), read_timeout=0.3, retry=0.01) as events:
+        first = await events.__anext__()
+        second = await asyncio.wait_for(events.__anext__(), 10)  # after a reconnect
+    assert (first.id, second.id) == ("1", "2")
+    assert seen == [None, "1"]  # it resumed where it was
+    assert events.connections == 2
+
+
+async def test_failures_in_a_row_back_off_exponentially_up_to_the_cap():
+    port = free_port()  # nothing listens: every attempt fails at once
+    source = EventSource(f"http://127.0.0.1:{port}/s", retry=0.05, max_backoff=0.2)
+    reading = asyncio.ensure_future(source.__anext__())
+    try:
+        seen: dict[int, float] = {}  # failures in a row -> the backoff then
+        await wait_until(lambda: source.failures >= 1, timeout=20)
+        first = asyncio.get_running_loop().time()
+
+        def note() -> bool:
+            seen[source.failures] = source.backoff
+            return source.failures >= 6
+
+        await wait_until(note, timeout=20)
+        waited = asyncio.get_running_loop().time() - first
+    finally:
+        reading.cancel()
+        await source.close()
+    assert {n: seen[n] for n in seen if 0 < n <= 6} == {
+        n: min(0.2, 0.05 * 2 ** (n - 1)) for n in seen if 0 < n <= 6
+    }
+    assert max(seen) >= 6 and seen.get(6, 0.2) == 0.2  # doubled, then capped
+    # It did wait so: five waits after failures 1 to 5, each at least half its backoff (a
+    # lower bound, which a sleep keeps; at a fixed 0.05 s it would be 0.25 s).
+    assert waited >= (0.05 + 0.1 + 0.2 + 0.2 + 0.2) / 2 - 0.01
+
+
+def test_a_bad_read_timeout_or_backoff_is_refused():
+    with pytest.raises(ValueError, match="read_timeout"):
+        EventSource("http://127.0.0.1:1/s", read_timeout=0)
+    with pytest.raises(ValueError, match="max_backoff"):
+        EventSource("http://127.0.0.1:1/s", max_backoff=-1)
