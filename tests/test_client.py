@@ -342,3 +342,56 @@ def test_a_bad_read_timeout_or_backoff_is_refused():
         EventSource("http://127.0.0.1:1/s", read_timeout=0)
     with pytest.raises(ValueError, match="max_backoff"):
         EventSource("http://127.0.0.1:1/s", max_backoff=-1)
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_observe_example() -> str:
+    section = README.read_text().split("## The client", 1)[1]
+    blocks = section.split("```python\n")[1:]
+    (block,) = [b.split("```", 1)[0] for b in blocks if "observe(" in b.split("```", 1)[0]]
+    return block
+
+
+async def test_the_readme_observe_example_runs_as_written_without_a_loop(serve):
+    from examples import demo
+
+    server = await serve(demo.create_app())
+    code = readme_observe_example().replace("http://127.0.0.1:8080", server.base_url.rstrip("/"))
+    printed: list[Any] = []
+    namespace: dict[str, Any] = {"print": printed.append}
+    compiled = compile(code, "README.md", "exec", dont_inherit=True)
+    # Plain code, in a thread with no event loop, as a script would run it.
+    await asyncio.to_thread(exec, compiled, namespace)  # our own README's code
+    (ticks,) = printed
+    assert [tick["count"] for tick in ticks] == [0, 1, 2]
+
+
+async def test_observe_without_a_loop_fails_with_the_error_and_disposes_from_any_thread(serve):
+    live = LiveSubscriptions()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await rxsse.stream(request, live.track(rx.interval(0.01)), heartbeat=None)
+
+    app = web.Application()
+    app.router.add_get("/ticks", handler)
+    rxsse.setup(app)
+    server = await serve(app)
+
+    def missing() -> BaseException:
+        try:
+            observe(server.url("/nothing-here")).run()
+        except EventSourceError as exc:
+            return exc
+        raise AssertionError("no error")
+
+    error = await asyncio.to_thread(missing)
+    assert isinstance(error, EventSourceError) and error.status == 404
+    received: list[MessageEvent] = []
+    subscription = await asyncio.to_thread(
+        lambda: observe(server.url("/ticks")).subscribe(received.append)
+    )
+    await wait_until(lambda: len(received) >= 3 and live.live == 1)
+    subscription.dispose()  # from this thread: not the one the stream runs on
+    await wait_until(lambda: live.live == 0, message="the server saw the connection close")
