@@ -112,7 +112,8 @@ class Fanout:
         frames = self._batch[start:]
         if frames:
             self._late[follower] = len(self._batch)
-            follower.take_frames(Batch(frames, self._id_from(start), self._loop.time()))
+            last_id = _id_after(start, self._last_id, self._id_at)
+            follower.take_frames(Batch(frames, last_id, self._loop.time()))
 
     def send(self, event: MessageEvent) -> None:
         """Encode ``event`` once and queue it for every follower.
@@ -152,7 +153,7 @@ class Fanout:
             if not start:
                 follower.take_frames(whole)
             elif start < len(batch):
-                follower_id = last_id if id_at >= start else None
+                follower_id = _id_after(start, last_id, id_at)
                 follower.take_frames(Batch(batch[start:], follower_id, now))
 
     def fail(self, error: BaseException) -> None:
@@ -174,8 +175,11 @@ class Fanout:
         if not self._hot.hold(self._bytes, self.flush):
             self.flush()
 
-    def _id_from(self, start: int) -> str | None:
-        return self._last_id if self._id_at >= start else None
+
+def _id_after(start: int, last_id: str | None, id_at: int) -> str | None:
+    """The last event id among a batch's frames from ``start`` on (``last_id`` is that of the
+    frame at ``id_at``)."""
+    return last_id if id_at >= start else None
 
 
 class _SubjectFeed(LoopObserver):

@@ -74,28 +74,23 @@ class Wire:
         the transport if the client keeps up and the stream is not compressed (a fan-out's
         shared bytes, in one call); False, writing nothing, if it must go through
         :meth:`write`."""
+        return self._compressor is None and self._direct(data, chunk)
+
+    def _direct(self, data: bytes, chunk: bytes | None) -> bool:
+        """Write to the transport itself if the headers are out and nothing waits in it."""
         transport = self._transport
-        if (
-            transport is None
-            or self._compressor is not None
-            or transport.get_write_buffer_size()
-            or transport.is_closing()
-        ):
-            return False
-        transport.write(chunk if self._chunked else data)
+        if transport is None or transport.get_write_buffer_size() or transport.is_closing():
+            return False  # (a closing transport: aiohttp's write raises ConnectionResetError)
+        if self._chunked:
+            data = chunk if chunk is not None else b"%x\r\n%s\r\n" % (len(data), data)
+        transport.write(data)
         return True
 
     def _send(self, data: bytes, chunk: bytes | None = None) -> asyncio.Task[None] | None:
-        transport = self._transport
-        if transport is not None and not transport.get_write_buffer_size():
-            if transport.is_closing():
-                raise ConnectionResetError("the client is gone")
-            if self._chunked:
-                data = chunk if chunk is not None else b"%x\r\n%s\r\n" % (len(data), data)
-            transport.write(data)
+        if self._direct(data, chunk):
             return None
         task = write_now(self.response, data)
-        if transport is None and task is None:
+        if self._transport is None and task is None:
             self._transport = cast(asyncio.Transport, self.request.transport)
         return task
 
