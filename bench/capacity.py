@@ -38,7 +38,7 @@ from typing import Any
 from aiohttp import web
 
 import rxsse
-from bench.common import RESULTS, free_port, start_redis, wait_for_port
+from bench.common import free_port, save_table, start_redis, wait_for_port
 from rxsse import EventBus
 from rxsse.brokers.redis import RedisBroker
 
@@ -326,10 +326,7 @@ def main() -> None:
     finally:
         redis.terminate()
         redis.wait()
-    table = _table(rows)
-    print(table)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "capacity.md").write_text(table + "\n")
+    save_table("capacity.md", _table(rows))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Pieces the benchmarks share: a frame-counting client protocol, CPU pinning, ports, and
-where results are written."""
+"""Pieces the benchmarks share: a frame-counting client protocol, CPU pinning, ports, a
+benchmark's own server process and its CPU time, and where results are written."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SERVER_CORE, CLIENT_CORE = 0, 1
@@ -60,6 +62,33 @@ async def wait_for_port(port: int, timeout: float = 20.0) -> None:
             continue
         writer.close()
         return
+
+
+def save_table(name: str, table: str) -> None:
+    """Print a benchmark's table and write it to ``bench/results/<name>``."""
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / name).write_text(table + "\n")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def server_process(module: str, *args: str) -> Iterator[tuple[int, int]]:
+    """``python -m <module> --serve <port> <args>`` on a free port, until the block ends;
+    yields its port and pid once it listens."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", module, "--serve", str(port), *args])
+    try:
+        asyncio.run(wait_for_port(port))
+        yield port, server.pid
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def pin(core: int) -> None:

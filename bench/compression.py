@@ -16,11 +16,8 @@ import asyncio
 import json
 import os
 import random
-import subprocess
-import sys
 import time
 import zlib
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,7 +25,7 @@ from aiohttp import web
 from reactivex.subject import Subject
 
 import rxsse
-from bench.common import CLIENT_CORE, RESULTS, SERVER_CORE, free_port, pin, wait_for_port
+from bench.common import CLIENT_CORE, SERVER_CORE, cpu_seconds, pin, save_table, server_process
 from rxsse import MessageEvent
 from rxsse.compression import available
 
@@ -113,11 +110,6 @@ async def read(response: aiohttp.ClientResponse, encoding: str | None, events: i
     return wire
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def measure(port: int, pid: int, encoding: str | None, clients: int, events: int) -> Any:
     base = f"http://127.0.0.1:{port}"
     query = f"?encoding={encoding}" if encoding else ""
@@ -150,14 +142,8 @@ async def measure(port: int, pid: int, encoding: str | None, clients: int, event
 
 
 def run_one(encoding: str | None, clients: int, events: int) -> Any:
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "bench.compression", "--serve", str(port)])
-    try:
-        asyncio.run(wait_for_port(port))
-        return asyncio.run(measure(port, server.pid, encoding, clients, events))
-    finally:
-        server.terminate()
-        server.wait()
+    with server_process("bench.compression") as (port, pid):
+        return asyncio.run(measure(port, pid, encoding, clients, events))
 
 
 def main() -> None:
@@ -188,10 +174,7 @@ def main() -> None:
             f"| {result['wire_per_event'] / plain['wire_per_event']:.2f} "
             f"| {result['cpu_us_per_delivery']:.1f} |"
         )
-    table = "\n".join(lines)
-    print(table)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "compression.md").write_text(table + "\n")
+    save_table("compression.md", "\n".join(lines))
     print(json.dumps({name or "none": result for name, result in rows}))
 
 

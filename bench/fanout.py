@@ -17,8 +17,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,12 +27,11 @@ from reactivex.subject import Subject
 import rxsse
 from bench.common import (
     CLIENT_CORE,
-    RESULTS,
     SERVER_CORE,
-    free_port,
     pin,
+    save_table,
+    server_process,
     start_redis,
-    wait_for_port,
 )
 from bench.loadclient import LoadClient, build
 from bench.run import PythonClients
@@ -128,17 +125,9 @@ async def http(
 def run_one(
     kind: str, clients: int, events: int, redis_url: str | None, loadclient: Path | None
 ) -> dict[str, float]:
-    port = free_port()
-    command = [sys.executable, "-m", "bench.fanout", "--serve", str(port), "--kind", kind]
-    if redis_url:
-        command += ["--redis", redis_url]
-    server = subprocess.Popen(command)
-    try:
-        asyncio.run(wait_for_port(port))
+    args = ["--kind", kind, *(["--redis", redis_url] if redis_url else [])]
+    with server_process("bench.fanout", *args) as (port, _):
         result = asyncio.run(measure(port, clients, events, loadclient))
-    finally:
-        server.terminate()
-        server.wait()
     print(f"{kind}: {result}", flush=True)
     return result
 
@@ -186,10 +175,7 @@ def main() -> None:
             f"| {label} | {result['seconds']:.2f} | {result['deliveries_per_s']:,.0f} "
             f"| {result['deliveries_per_s'] / subject:.2f} | {result['emit_seconds']:.3f} |"
         )
-    table = "\n".join(lines)
-    print(table)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fanout.md").write_text(table + "\n")
+    save_table("fanout.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from bench.common import (
     RESULTS,
     SERVER_CORE,
     FrameCounter,
+    cpu_seconds,
     free_port,
     pin,
     request,
@@ -104,8 +105,7 @@ class Server:
         raise RuntimeError("no VmRSS")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     async def http(self, method: str, path: str) -> Any:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)

@@ -14,7 +14,7 @@ import asyncio
 import json
 import os
 
-from bench.common import CLIENT_CORE, RESULTS, pin
+from bench.common import CLIENT_CORE, pin, save_table
 from bench.loadclient import LoadClient, build
 from bench.run import Server
 
@@ -63,9 +63,7 @@ def main() -> None:
         f"| {best['cpu_us_per_delivery']:.2f} | {best['load']:.2f} |"
     )
     print(json.dumps(runs))
-    print(table)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "threads.md").write_text(table + "\n")
+    save_table("threads.md", table)
 
 
 if __name__ == "__main__":

@@ -176,8 +176,8 @@ async def test_sends_accept_and_the_initial_last_event_id(serve):
     assert headers[0]["X-Token"] == "t"
 
 
-async def test_observe_emits_events_and_disposal_closes_the_connection(serve):
-    live = LiveSubscriptions()
+def ticks_app(live: LiveSubscriptions) -> web.Application:
+    """``GET /ticks``: a tick every 10 ms, its subscriptions counted by ``live``."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return await rxsse.stream(request, live.track(rx.interval(0.01)), heartbeat=None)
@@ -185,7 +185,12 @@ async def test_observe_emits_events_and_disposal_closes_the_connection(serve):
     app = web.Application()
     app.router.add_get("/ticks", handler)
     rxsse.setup(app)  # (rxsse.stream() needs it)
-    server = await serve(app)
+    return app
+
+
+async def test_observe_emits_events_and_disposal_closes_the_connection(serve):
+    live = LiveSubscriptions()
+    server = await serve(ticks_app(live))
     received: list[MessageEvent] = []
     subscription = observe(server.url("/ticks")).subscribe(received.append)
     await wait_until(lambda: len(received) >= 3)
@@ -370,14 +375,7 @@ async def test_the_readme_observe_example_runs_as_written_without_a_loop(serve):
 
 async def test_observe_without_a_loop_fails_with_the_error_and_disposes_from_any_thread(serve):
     live = LiveSubscriptions()
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await rxsse.stream(request, live.track(rx.interval(0.01)), heartbeat=None)
-
-    app = web.Application()
-    app.router.add_get("/ticks", handler)
-    rxsse.setup(app)
-    server = await serve(app)
+    server = await serve(ticks_app(live))
 
     def missing() -> BaseException:
         try:
