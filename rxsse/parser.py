@@ -30,6 +30,12 @@ class Parser:
       ``"message"`` unless an ``event`` field said otherwise); nothing is dispatched when no
       ``data`` field came.
 
+    Args:
+        comments: also report each comment line, in stream order, the moment it is read, as
+            ``MessageEvent(comment=text)`` (no data, id or type; ``text`` without the colon and
+            one leading space, so ``: ping`` is ``"ping"``). A comment neither dispatches nor
+            interrupts the event around it. Off by default: comments then cost nothing.
+
     Attributes:
         last_event_id: the last event id (``""`` when none), as a browser's ``lastEventId``.
         retry: the reconnection time the server asked for, in milliseconds, or None.
@@ -44,14 +50,18 @@ class Parser:
         "_data",
         "_decoder",
         "_id",
+        "_out",
         "_pending",
+        "_report_comments",
         "_skip_lf",
         "_type",
         "last_event_id",
         "retry",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, comments: bool = False) -> None:
+        self._report_comments = comments
+        self._out: list[MessageEvent] = []  # the events of the chunk being fed
         self.last_event_id = ""
         self.retry: int | None = None
         self._new_stream()
@@ -80,6 +90,7 @@ class Parser:
         if text.endswith("\r"):
             self._skip_lf = True
         events: list[MessageEvent] = []
+        self._out = events  # (where a comment line goes, in order, when they are reported)
         for line in lines:
             if line:
                 self._field(line)
@@ -97,6 +108,8 @@ class Parser:
     def _field(self, line: str) -> None:
         name, colon, value = line.partition(":")
         if not name and colon:
+            if self._report_comments:  # (only comment lines pay for this test)
+                self._out.append(MessageEvent(comment=value[1:] if value[:1] == " " else value))
             return  # a comment
         if value[:1] == " ":
             value = value[1:]
