@@ -1,7 +1,10 @@
-"""Helpers to test your own rxsse streams over real sockets.
+"""Helpers to test your own rxsse streams: over real sockets, and in virtual time.
 
 Serve the app the way ``web.run_app`` does, read events off a live response with rxsse's own
-parser, poll for a condition with a deadline, and count the subscriptions still alive.
+parser, poll for a condition with a deadline, and count the subscriptions still alive. Or run
+a stream's Observable in virtual time (:func:`run_virtual`, from :mod:`rxsse.virtual`): an hour
+of heartbeats and events in milliseconds. The pytest plugin (:mod:`rxsse.pytest_plugin`) serves
+apps as fixtures.
 
 Example:
     >>> async def test_ticks_count_up():  # doctest: +SKIP
@@ -26,8 +29,20 @@ from reactivex import operators as ops
 
 from .event import MessageEvent
 from .parser import Parser
+from .virtual import Expected, Frame, VirtualStream, expect_frames, run_virtual
 
-__all__ = ["EventReader", "LiveServer", "LiveSubscriptions", "serve", "wait_until"]
+__all__ = [
+    "EventReader",
+    "Expected",
+    "Frame",
+    "LiveServer",
+    "LiveSubscriptions",
+    "VirtualStream",
+    "expect_frames",
+    "run_virtual",
+    "serve",
+    "wait_until",
+]
 
 _T = TypeVar("_T")
 
@@ -61,6 +76,21 @@ class LiveServer:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """``session.request`` on ``path``."""
         return self.session.request(method, self.url(path), **kwargs)
+
+    @asynccontextmanager
+    async def events(self, path: str, **kwargs: Any) -> AsyncIterator[EventReader]:
+        """Open the event stream at ``path`` (a GET; ``kwargs`` go to ``session.get``) and
+        read it; leaving the ``async with`` closes the connection, as a client that leaves.
+
+        Raises:
+            AssertionError: when the answer is no event stream (with its status and body).
+        """
+        async with self.get(path, **kwargs) as response:
+            kind = response.headers.get("Content-Type", "")
+            if response.status != 200 or not kind.startswith("text/event-stream"):
+                body = await response.text()
+                raise AssertionError(f"GET {path}: {response.status} {kind}, not a stream: {body}")
+            yield EventReader(response)
 
     async def close(self) -> None:
         """Shut the app down as ``web.run_app`` does on SIGTERM: ``on_shutdown`` (which ends
