@@ -90,6 +90,7 @@ class EventSource:
         self._own_session = session is None
         self._parser = Parser(comments=comments)
         self._parser.last_event_id = last_event_id or ""
+        self._parser.finish()  # (a stream starts from the last event id: the one given)
         self._retry = retry
         self._max_reconnects = max_reconnects
         # No total timeout: an event stream may rightly stay open, and quiet, for a long time.

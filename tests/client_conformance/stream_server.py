@@ -1,0 +1,99 @@
+"""The event-stream server a test controls: every request the client makes is a
+:class:`Connection` the test awaits, reads (method, headers, body) and then writes to, ends or
+breaks, byte by byte if it likes. Real aiohttp, real sockets.
+
+Routes (under any prefix the owner adds them with): ``/stream`` answers every method;
+``/redirect/{status}`` answers with that redirect status to ``/stream`` (or to ``?to=URL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+_END = object()  # ends the response
+_BREAK = object()  # aborts the TCP connection
+
+
+@dataclass
+class Connection:
+    """One request the client made, and the response the test writes to it."""
+
+    method: str
+    path: str
+    headers: CIMultiDict[str]
+    body: bytes
+    redirects: int = 0  #: redirects the server answered since the connection before this one
+    _commands: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+
+    def send(self, text: str | bytes, *, chunk: int | None = None) -> None:
+        """Write ``text`` (UTF-8), in pieces of ``chunk`` bytes if given (each a write)."""
+        data = text.encode() if isinstance(text, str) else text
+        size = chunk or len(data) or 1
+        for start in range(0, len(data), size):
+            self._commands.put_nowait(data[start : start + size])
+
+    def end(self) -> None:
+        """End the response cleanly (the client will reconnect)."""
+        self._commands.put_nowait(_END)
+
+    def break_(self) -> None:
+        """Abort the TCP connection mid-stream."""
+        self._commands.put_nowait(_BREAK)
+
+
+class StreamServer:
+    """Records each request as a :class:`Connection` and serves what the test writes to it."""
+
+    def __init__(self) -> None:
+        self._arrived: asyncio.Queue[Connection] = asyncio.Queue()
+        self.connections: list[Connection] = []
+        self._redirects = 0
+
+    def add_routes(self, app: web.Application, prefix: str = "") -> None:
+        """Serve ``prefix/stream`` and ``prefix/redirect/{status}`` from ``app``."""
+        app.router.add_route("*", f"{prefix}/stream", self.stream)
+        app.router.add_route("*", f"{prefix}/redirect/{{status}}", self.redirect)
+
+    async def next_connection(self, *, timeout: float = 10.0) -> Connection:
+        """The next request the client makes (fails after ``timeout`` seconds without one)."""
+        return await asyncio.wait_for(self._arrived.get(), timeout)
+
+    def close(self) -> None:
+        """End every response still open (so that the server can shut down at once)."""
+        for connection in self.connections:
+            connection.end()
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """Record the request as a connection; write what the test sends to it."""
+        connection = Connection(
+            request.method, request.path, CIMultiDict(request.headers), await request.read()
+        )
+        connection.redirects, self._redirects = self._redirects, 0
+        self.connections.append(connection)
+        self._arrived.put_nowait(connection)
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        while True:
+            command = await connection._commands.get()
+            if command is _END:
+                break
+            if command is _BREAK:
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            assert isinstance(command, bytes)
+            await response.write(command)
+        await response.write_eof()
+        return response
+
+    async def redirect(self, request: web.Request) -> web.Response:
+        """Redirect (with the status in the path) to ``stream`` beside it, or ``?to=``."""
+        self._redirects += 1
+        target = request.query.get("to") or request.path.rsplit("/redirect/", 1)[0] + "/stream"
+        return web.Response(status=int(request.match_info["status"]), headers={"Location": target})
