@@ -9,10 +9,15 @@ Routes (under any prefix the owner adds them with): ``/stream`` answers every me
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
 from multidict import CIMultiDict
+
+import rxsse.testing
 
 _END = object()  # ends the response
 _BREAK = object()  # aborts the TCP connection
@@ -52,6 +57,7 @@ class StreamServer:
         self._arrived: asyncio.Queue[Connection] = asyncio.Queue()
         self.connections: list[Connection] = []
         self._redirects = 0
+        self.redirects_served = 0  #: redirects answered in all
 
     def add_routes(self, app: web.Application, prefix: str = "") -> None:
         """Serve ``prefix/stream`` and ``prefix/redirect/{status}`` from ``app``."""
@@ -79,21 +85,48 @@ class StreamServer:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        while True:
-            command = await connection._commands.get()
-            if command is _END:
-                break
-            if command is _BREAK:
-                assert request.transport is not None
-                request.transport.abort()
-                return response
-            assert isinstance(command, bytes)
-            await response.write(command)
-        await response.write_eof()
+        # The client may be gone (a restart, a read timeout): the rest of the script is moot.
+        with contextlib.suppress(ConnectionResetError):
+            while True:
+                command = await connection._commands.get()
+                if command is _END:
+                    break
+                if command is _BREAK:
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return response
+                assert isinstance(command, bytes)
+                await response.write(command)
+            await response.write_eof()
         return response
 
     async def redirect(self, request: web.Request) -> web.Response:
         """Redirect (with the status in the path) to ``stream`` beside it, or ``?to=``."""
         self._redirects += 1
+        self.redirects_served += 1
         target = request.query.get("to") or request.path.rsplit("/redirect/", 1)[0] + "/stream"
         return web.Response(status=int(request.match_info["status"]), headers={"Location": target})
+
+
+class ServedStreams(StreamServer):
+    """A :class:`StreamServer` served by ``rxsse.testing.serve``, at ``url(path)``."""
+
+    base_url = ""
+
+    def url(self, path: str = "/stream") -> str:
+        """The absolute URL of ``path`` on this server."""
+        return self.base_url + path
+
+
+@asynccontextmanager
+async def served_streams() -> AsyncIterator[ServedStreams]:
+    """A stream server on a free loopback port, for the duration of the ``async with``."""
+    streams = ServedStreams()
+    app = web.Application()
+    streams.add_routes(app)
+    async with rxsse.testing.serve(app) as server:
+        streams.base_url = server.base_url
+        try:
+            yield streams
+        finally:
+            streams.close()  # (the handlers wait for commands: end them, or shutdown waits)
