@@ -94,7 +94,8 @@ def readme_example() -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-async def test_the_readme_example_passes():
+async def test_the_readme_example_passes(sse_server, live_subscriptions):
     namespace: dict[str, Any] = {}
     exec(compile(readme_example(), "README.md", "exec"), namespace)  # our own README's code
-    await namespace["test_a_client_that_leaves_disposes_its_subscription"]()
+    test = namespace["test_a_client_that_leaves_disposes_its_subscription"]
+    await test(sse_server, live_subscriptions)  # (tests/test_plugin.py runs it with pytest)

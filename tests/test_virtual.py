@@ -136,6 +136,10 @@ def test_expect_names_the_first_difference():
         stream.expect([(25, "heartbeat"), (50, "heartbeat"), (60, MessageEvent(7))])
     with pytest.raises(AssertionError, match="expected 2 frames, got 6"):
         stream.expect([(25, "heartbeat"), (50, "heartbeat")])
+    with pytest.raises(
+        AssertionError, match="frame 1: expected 'heartbeat' at 45, got 'heartbeat' at 50"
+    ):
+        stream.expect([(25, "heartbeat"), (45, "heartbeat")], until=59)  # a time is compared
     stream.expect([(25, "heartbeat"), (50, "heartbeat")], until=59)  # the first minute only
 
 
