@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 import rxsse
+from examples.chat import Chat
 from examples.custom_events import CustomEvents
 from examples.notifications import Notifications
 from examples.progress import Tasks
@@ -27,14 +28,15 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 def create_app(bus: EventBus | None = None, **options: Any) -> web.Application:
-    """Ticks, custom events, notifications and progress, plus the page at ``/``.
+    """Ticks, custom events, notifications, progress and the chat, plus the pages at ``/``
+    and ``/chat``.
 
     Notifications and progress travel on ``bus`` (an in-memory one by default; the cluster
     example passes one on Redis); ``options`` go to ``rxsse.setup``."""
-    bus = bus or EventBus()
+    bus = bus or EventBus(history=10_000)  # (a chat answer's tokens, each one logged)
     app = web.Application()
     app.router.add_get("/", index)
-    controllers = (Ticks(), CustomEvents(), Notifications(), Tasks(bus))
+    controllers = (Ticks(), CustomEvents(), Notifications(), Tasks(bus), Chat(bus))
     docs = Docs(title="rxsse demo", description="Every rxsse example in one app.")
     rxsse.setup(app, *controllers, bus=bus, docs=docs, **{"heartbeat": 15.0, **options})
     return app

@@ -37,7 +37,9 @@ from .eager import Waiting, first_step
 from .event import MessageEvent
 from .metrics import BusMetrics
 from .observing import inbox_of
+from .presence import PresenceEvent, PresenceTracker
 from .publishing import Publisher, on_loop, outgoing
+from .shared import MemoryState, SharedState
 from .sources import Attachable
 from .topics import TopicPattern
 
@@ -60,6 +62,8 @@ class EventBus:
         max_age: if set, events older than this many seconds leave the log too.
         key_ttl: how many seconds an emit's ``key`` is remembered: an emit repeated with the
             same key within that time is published once.
+        presence_interval: how often (seconds) this process renews its members' presence and
+            reads other processes' (see :meth:`presence`).
 
     Example:
         >>> bus = EventBus()
@@ -74,6 +78,7 @@ class EventBus:
         history: int = 1000,
         max_age: float | None = None,
         key_ttl: float = 3600.0,
+        presence_interval: float = 1.0,
     ) -> None:
         if isinstance(history, bool) or not isinstance(history, int) or history < 1:
             raise ValueError(f"history must be a positive int, not {history!r}")
@@ -97,6 +102,8 @@ class EventBus:
         self._queue: collections.deque[Entry] = collections.deque()  # from the broker, in order
         self._draining = False
         self._publisher = Publisher(self.broker, self.metrics)
+        self._presence = PresenceTracker(self._shared_state, interval=presence_interval)
+        self._shared: SharedState | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -108,6 +115,7 @@ class EventBus:
     async def close(self) -> None:
         """Complete every subscriber and close the broker."""
         self._channels.complete_all()
+        await self._presence.close()
         await self.broker.close()
         self._started = False
         self._loop = None
@@ -220,7 +228,9 @@ class EventBus:
 
     # -- subscribing --------------------------------------------------------------------------
 
-    def on(self, topic: str, *, last_event_id: str | None = None) -> Observable[MessageEvent]:
+    def on(
+        self, topic: str, *, last_event_id: str | None = None, member: str | None = None
+    ) -> Observable[MessageEvent]:
         """A hot stream of the events of ``topic`` (or of every topic a pattern matches).
 
         With ``last_event_id`` it first replays what came after that id from the log, then
@@ -229,10 +239,43 @@ class EventBus:
         state), then continues live. Subscribe on the event loop; the first subscriber starts
         the bus if it is not started.
 
+        With ``member`` (an identity, such as the user a guard put on the request), the
+        subscription counts in the topic's :meth:`presence` for as long as it lasts.
+
         Raises:
-            ValueError: for an invalid topic or pattern.
+            ValueError: for an invalid topic or pattern, or an empty ``member``.
         """
-        return _TopicStream(self, TopicPattern(topic), last_event_id)
+        if member is not None and (not isinstance(member, str) or not member):
+            raise ValueError(f"a presence member must be a non-empty string, not {member!r}")
+        return _TopicStream(self, TopicPattern(topic), last_event_id, member)
+
+    # -- presence and shared records ----------------------------------------------------------
+
+    def presence(self, topic: str, *, member: str | None = None) -> Observable[PresenceEvent]:
+        """Who listens on ``topic``, in every process of the bus: a ``sync``
+        :class:`PresenceEvent` with the members present, then a ``join`` or ``leave`` for each
+        identity that comes or goes (a crashed process's members leave within about four
+        ``presence_interval``). Members are the ``member`` of ``on()`` subscriptions (and of
+        ``presence()`` subscriptions that pass one: present while they watch). Subscribe on
+        the bus's loop."""
+        TopicPattern(topic)  # (checks it)
+        return self._presence.observe(topic, member)
+
+    async def members(self, topic: str) -> dict[str, int]:
+        """Who is present on ``topic`` now: identity -> open subscriptions, all processes."""
+        return await self._presence.members(topic)
+
+    @property
+    def shared(self) -> SharedState:
+        """The records this bus's processes share (presence, producers): in this process with
+        the in-memory broker, in Redis with ``RedisBroker``."""
+        return self._shared_state()
+
+    def _shared_state(self) -> SharedState:
+        if self._shared is None:
+            make = getattr(self.broker, "shared_state", None)
+            self._shared = make() if callable(make) else MemoryState()
+        return self._shared
 
 
 def _positive(value: object) -> bool:
@@ -252,11 +295,18 @@ class _TopicStream(Attachable[MessageEvent]):
     stream holds its subscription for hours, and closures and reactivex's disposables (each
     with a lock) cost it hundreds of bytes."""
 
-    def __init__(self, bus: EventBus, pattern: TopicPattern, last_event_id: str | None) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        pattern: TopicPattern,
+        last_event_id: str | None,
+        member: str | None,
+    ) -> None:
         super().__init__()
         self._bus = bus
         self._pattern = pattern
         self._last_event_id = last_event_id
+        self._member = member
 
     def _subscribe_core(
         self,
@@ -266,6 +316,8 @@ class _TopicStream(Attachable[MessageEvent]):
         bus = self._bus
         subscriber = Subscriber(observer, bus.metrics, resume_from=self._last_event_id)
         leave = _Leave(bus._channels, subscriber)
+        if self._member is not None:
+            leave.presence = bus._presence.join(self._pattern.text, self._member)
         step = first_step(self._attach(subscriber))
         if isinstance(step, Waiting):  # for the broker to start, or for the replay
             leave.task = asyncio.get_running_loop().create_task(step.finish())
@@ -314,14 +366,18 @@ class _Leave(abc.DisposableBase):
     """Disposing a subscription: what it still waits for (a start, a replay) is cancelled,
     and it leaves its channel (the last one out frees it)."""
 
-    __slots__ = ("channels", "subscriber", "task")
+    __slots__ = ("channels", "presence", "subscriber", "task")
 
     def __init__(self, channels: Channels, subscriber: Subscriber) -> None:
         self.channels = channels
         self.subscriber = subscriber
         self.task: asyncio.Task[None] | None = None
+        self.presence: abc.DisposableBase | None = None
 
     def dispose(self) -> None:
         if self.task is not None:
             self.task.cancel()
         self.channels.leave(self.subscriber)
+        if self.presence is not None:
+            self.presence.dispose()
+            self.presence = None

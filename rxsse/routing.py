@@ -166,8 +166,9 @@ def setup(
         app: the application (not yet started).
         controllers: instances of ``@controller`` classes (a class with a no-argument
             constructor may be given instead), or functions decorated with ``@sse``/``@get``...
-            A controller's ``async def on_startup(self)`` and ``async def on_cleanup(self)``
-            run with the app's own signals.
+            A controller's ``async def on_startup(self)``, ``async def on_shutdown(self)`` and
+            ``async def on_cleanup(self)`` run with the app's own signals (``on_shutdown``
+            while the bus is still open).
         bus: an :class:`rxsse.EventBus`: handlers get it through a parameter annotated with its
             class (``bus: EventBus``); it starts with the app and closes on cleanup.
         metrics_path: if given, a GET route there serves :func:`rxsse.metrics` (and the
@@ -272,8 +273,14 @@ def _install_bus(app: web.Application, bus: _Lifecycle) -> None:
 
 
 def _register_hooks(app: web.Application, instance: object) -> None:
-    """Run a controller's ``async on_startup()`` / ``async on_cleanup()`` with the app's own."""
-    for hook, signal in (("on_startup", app.on_startup), ("on_cleanup", app.on_cleanup)):
+    """Run a controller's ``async on_startup()`` / ``on_shutdown()`` / ``on_cleanup()`` with
+    the app's own."""
+    hooks = (
+        ("on_startup", app.on_startup),
+        ("on_shutdown", app.on_shutdown),
+        ("on_cleanup", app.on_cleanup),
+    )
+    for hook, signal in hooks:
         method = getattr(instance, hook, None)
         if method is None or not callable(method):
             continue

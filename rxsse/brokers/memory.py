@@ -11,6 +11,7 @@ from typing import Final
 from ..broker import Entry, LogConfig, Outgoing, Replay, Sink, parse_event_id
 from ..event import own_json_event
 from ..metrics import BusMetrics
+from ..shared import MemoryState
 from ..topics import TopicPattern
 
 __all__ = ["MemoryBroker"]
@@ -94,6 +95,19 @@ class MemoryBroker:
 
     def event_id(self, seq: int) -> str:
         return f"{seq}-{self._epoch}"
+
+    def shared_state(self) -> MemoryState:
+        """Records for presence and producers, in this process (see :mod:`rxsse.shared`)."""
+        return MemoryState(self._drop_log)
+
+    def _drop_log(self, topic: str) -> None:
+        """Empty the log of ``topic``, leaving a tombstone that makes a resume into it a
+        ``reset``, not an empty replay."""
+        with self._lock:
+            log = self._logs.get(topic)
+            if log is not None and log.entries:
+                tombstone = self._logs[topic] = _TopicLog(1)
+                tombstone.trimmed_upto = log.entries[-1].seq
 
     async def publish(self, event: Outgoing) -> str:
         with self._lock:

@@ -1,0 +1,374 @@
+"""Resumable producers: a stream's producer that outlives the connections reading it.
+
+``await producers.start(source)`` runs ``source`` (an Observable or an async iterable, such as
+an LLM's tokens) under a key, and publishes each item on the bus topic ``<prefix>.<key>``: the
+bus's log gives every item an id. Any client, on any process sharing the bus's broker, reads
+the output from its start, or resumes after the ``Last-Event-ID`` it saw, token-exact; the
+output ends with an ``end`` event (``{"reason": ...}``) after which a reconnect gets HTTP 204.
+
+The producer's record (running or ended, which process runs it, its lease, its end id) is
+shared (:mod:`rxsse.shared`), so any process can answer for it: cancel it (the owner sees the
+request within ``poll`` seconds), or, when the owner stopped renewing its lease (it crashed),
+end its output with ``{"reason": "lost"}`` so that no reader waits for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import reactivex as rx
+from aiohttp import web
+from reactivex import Observable
+from reactivex import operators as ops
+
+from .broker import EmitError
+from .bus import EventBus
+from .errors import json_error
+from .event import MessageEvent
+
+__all__ = ["ProducerStatus", "Producers"]
+
+logger = logging.getLogger("rxsse.producers")
+
+_KEY: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+#: How long a producer keeps trying a broker it cannot reach before it gives up.
+PUBLISH_PATIENCE: Final = 60.0
+#: The log outlives the record by this much: a late reader gets a 404, never an empty log.
+_LOG_GRACE: Final = 60.0
+
+Reason = Literal["complete", "cancelled", "idle", "error", "shutdown", "lost"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerStatus:
+    """Where a producer stands, as every process sees it."""
+
+    key: str
+    state: Literal["running", "ended"]
+    end_id: str | None  #: the id of its ``end`` event, once it ended
+    lost: bool  #: running, but its process stopped renewing its lease
+
+
+class Producers:
+    """Producers that outlive their connections, on an event bus.
+
+    Args:
+        bus: the bus that carries and logs the output (its ``history`` must hold a whole
+            output, or a reader from the start gets a ``reset``).
+        prefix: the topic under which outputs are published (``<prefix>.<key>``).
+        ttl: seconds an output stays readable after it ended (its record and its log).
+        idle_timeout: a producer nobody has read for this many seconds is cancelled
+            (``{"reason": "idle"}``); readers are counted in every process (presence).
+        poll: seconds between a running producer's checks (lease, cancel, idle).
+        lease: seconds after which a producer whose process stopped renewing counts as lost.
+
+    Example:
+        >>> producers = Producers(EventBus(history=10_000))
+        >>> # key = await producers.start(tokens_of(prompt))   # in a POST handler
+        >>> # return await producers.stream(key, last_event_id=last_event_id)  # in an @sse one
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        prefix: str = "producers",
+        ttl: float = 3600.0,
+        idle_timeout: float = 60.0,
+        poll: float = 0.5,
+        lease: float = 5.0,
+    ) -> None:
+        for name, value in (("ttl", ttl), ("idle_timeout", idle_timeout), ("poll", poll)):
+            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        if not lease > poll:
+            raise ValueError(f"lease ({lease!r}) must be longer than poll ({poll!r})")
+        self.bus = bus
+        self.prefix = prefix
+        self.ttl = float(ttl)
+        self.idle_timeout = float(idle_timeout)
+        self.poll = float(poll)
+        self.lease = float(lease)
+        self.process = uuid.uuid4().hex[:12]
+        self._running: dict[str, asyncio.Task[None]] = {}  # key -> its task (output, then end)
+        self._outputs: dict[str, asyncio.Task[None]] = {}  # key -> the task of its output
+        self._reasons: dict[str, Reason] = {}
+        self._reading: Counter[str] = Counter()  # keys read here (whose owners are checked)
+        self._checker: asyncio.Task[None] | None = None
+
+    # -- producing -----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        """How many producers run in this process."""
+        return len(self._running)
+
+    def topic(self, key: str) -> str:
+        """The bus topic of ``key``'s output."""
+        return f"{self.prefix}.{_check_key(key)}"
+
+    async def start(
+        self, source: Observable[Any] | AsyncIterable[Any], *, key: str | None = None
+    ) -> str:
+        """Run ``source`` in this process, publishing each item (a ``MessageEvent`` keeps its
+        ``type``; anything else is the data of a ``message``), and return its key.
+
+        Raises:
+            ValueError: a bad key, a key already in use, or a source of another kind.
+        """
+        if not isinstance(source, (Observable, AsyncIterable)):
+            raise ValueError(
+                "a producer's source is an Observable or an async iterable, "
+                f"not {type(source).__name__}"
+            )
+        key = _check_key(key) if key is not None else uuid.uuid4().hex
+        if await self.bus.shared.read(self._record(key)):
+            raise ValueError(f"a producer with the key {key!r} exists")
+        await self._renew(key, state="running", owner=self.process)
+        loop = asyncio.get_running_loop()
+        inner = self._outputs[key] = loop.create_task(self._produce(key, source))
+        outer = self._running[key] = loop.create_task(self._run(key, inner))
+        outer.add_done_callback(lambda _: self._forget(key))
+        return key
+
+    def _forget(self, key: str) -> None:
+        self._running.pop(key, None)
+        self._outputs.pop(key, None)
+        self._reasons.pop(key, None)
+
+    async def _produce(self, key: str, source: Observable[Any] | AsyncIterable[Any]) -> None:
+        topic = self.topic(key)
+        items = _items_of(source) if isinstance(source, Observable) else aiter(source)
+        count = 0
+        try:
+            async for item in items:
+                count += 1
+                if isinstance(item, MessageEvent):
+                    await self._publish(topic, item.data, item.type, f"{topic}#{count}")
+                else:
+                    await self._publish(topic, item, None, f"{topic}#{count}")
+        finally:
+            with contextlib.suppress(Exception):
+                await items.aclose()  # type: ignore[attr-defined]
+
+    async def _run(self, key: str, inner: asyncio.Task[None]) -> None:
+        """Wait for the output while watching the record; then end it."""
+        watcher = asyncio.get_running_loop().create_task(self._watch(key, inner))
+        error: str | None = None
+        try:
+            await asyncio.shield(inner)
+            reason: Reason = "complete"
+        except asyncio.CancelledError:
+            if not inner.cancelled():  # this task was cancelled, not the output: stop it too
+                inner.cancel()
+                raise
+            reason = self._reasons.pop(key, "cancelled")
+        except Exception as exc:
+            logger.warning("producer %s failed: %s", key, exc)
+            reason, error = "error", f"{type(exc).__name__}: {exc}"
+        finally:
+            watcher.cancel()
+        await self._end(key, reason, error)
+
+    async def _watch(self, key: str, inner: asyncio.Task[None]) -> None:
+        """Renew the lease; stop the output when it is cancelled or nobody has read it."""
+        topic = self.topic(key)
+        idle_since = time.monotonic()
+        while True:
+            await asyncio.sleep(self.poll)
+            try:
+                await self._renew(key)
+                record = await self.bus.shared.read(self._record(key))
+                readers = await self.bus.members(topic)
+            except Exception as exc:  # the shared state is away: try again next turn
+                logger.info("producer %s could not check its record: %s", key, exc)
+                continue
+            if readers:
+                idle_since = time.monotonic()
+            if "cancel" in record:
+                self._stop(key, "cancelled", inner)
+            elif time.monotonic() - idle_since >= self.idle_timeout:
+                self._stop(key, "idle", inner)
+
+    def _stop(self, key: str, reason: Reason, inner: asyncio.Task[None]) -> None:
+        self._reasons.setdefault(key, reason)
+        inner.cancel()
+
+    async def _end(self, key: str, reason: Reason, error: str | None = None) -> str:
+        data: dict[str, Any] = {"reason": reason}
+        if error is not None:
+            data["error"] = error
+        topic = self.topic(key)
+        end_id = await self._publish(topic, data, "end", f"{topic}#end")
+        await self._renew(key, state="ended", end=end_id)
+        await self.bus.shared.expire_log(topic, self.ttl + _LOG_GRACE)
+        return end_id
+
+    async def _publish(self, topic: str, data: Any, type: str | None, key: str) -> str:
+        """Publish with the item's own idempotency key, retrying while the broker is away:
+        each item is in the log exactly once."""
+        deadline = time.monotonic() + PUBLISH_PATIENCE
+        delay = 0.05
+        while True:
+            try:
+                return await self.bus.publish(topic, data, type=type, key=key)
+            except EmitError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _renew(self, key: str, **fields: str) -> None:
+        stamp = {"lease": repr(time.time() + self.lease), **fields}
+        await self.bus.shared.put(self._record(key), stamp, self.ttl)
+
+    def _record(self, key: str) -> str:
+        return f"producer:{self.prefix}:{key}"
+
+    async def cancel(self, key: str) -> bool:
+        """Stop ``key``'s producer (its output ends with ``{"reason": "cancelled"}``), in
+        whichever process it runs. False if it is unknown or already ended."""
+        status = await self.status(key)
+        if status is None or status.state == "ended":
+            return False
+        inner = self._outputs.get(key)
+        if inner is not None:
+            self._stop(key, "cancelled", inner)
+        else:  # its process sees this within `poll` seconds
+            await self.bus.shared.put(self._record(key), {"cancel": "1"}, self.ttl)
+        return True
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def status(self, key: str) -> ProducerStatus | None:
+        """``key``'s producer as every process sees it; None if unknown or expired."""
+        record = await self.bus.shared.read(self._record(_check_key(key)))
+        state = record.get("state")
+        if state == "ended":
+            return ProducerStatus(key, "ended", record.get("end"), lost=False)
+        if state != "running":
+            return None
+        lease = float(record.get("lease", "0"))
+        lost = lease < time.time() and key not in self._running
+        return ProducerStatus(key, "running", None, lost)
+
+    def read(
+        self, key: str, *, last_event_id: str | None = None, member: str = "reader"
+    ) -> Observable[MessageEvent]:
+        """``key``'s output from its start (or after ``last_event_id``), up to and with its
+        ``end`` event; the subscription counts as a reader (``member``) in presence."""
+        topic = self.topic(key)
+        after = last_event_id or self.bus.origin_id
+
+        def watched(_: Any) -> Observable[MessageEvent]:
+            self._watch_owner(key)
+            return self.bus.on(topic, last_event_id=after, member=member).pipe(
+                ops.take_while(_before_end, inclusive=True),
+                ops.finally_action(lambda: self._unwatch_owner(key)),
+            )
+
+        return rx.defer(watched)
+
+    async def stream(
+        self, key: str, *, last_event_id: str | None = None, member: str = "reader"
+    ) -> Observable[MessageEvent] | web.Response:
+        """What an ``@sse`` route returns for ``key``: its output (see :meth:`read`); HTTP 204
+        for a client that already has the ``end`` event (so that it stops reconnecting).
+
+        Raises:
+            HTTPBadRequest: (a JSON 400) for a malformed key.
+            HTTPNotFound: (a JSON 404) for a key that is unknown, or whose output expired.
+        """
+        try:
+            status = await self.status(key)
+        except ValueError as exc:
+            raise json_error(400, str(exc)) from None
+        if status is None:
+            raise json_error(404, "no such stream (unknown, or expired)", key=key)
+        if status.end_id is not None and last_event_id == status.end_id:
+            return web.Response(status=204)
+        if status.lost:
+            await self._end(key, "lost")
+        return self.read(key, last_event_id=last_event_id, member=member)
+
+    def _watch_owner(self, key: str) -> None:
+        self._reading[key] += 1
+        if self._checker is None or self._checker.done():
+            self._checker = asyncio.get_running_loop().create_task(self._check_owners())
+
+    def _unwatch_owner(self, key: str) -> None:
+        self._reading[key] -= 1
+        if self._reading[key] <= 0:
+            del self._reading[key]
+
+    async def _check_owners(self) -> None:
+        """While outputs are read here, end those whose process was lost: their readers would
+        otherwise wait for an end that never comes."""
+        while self._reading:
+            await asyncio.sleep(self.poll)
+            for key in [k for k in self._reading if k not in self._running]:
+                with contextlib.suppress(Exception):
+                    status = await self.status(key)
+                    if status is not None and status.lost:
+                        logger.warning("producer %s lost its process; ending its output", key)
+                        await self._end(key, "lost")
+
+    async def close(self) -> None:
+        """End this process's producers (``{"reason": "shutdown"}``): call it on shutdown,
+        while the bus is open (a controller's ``on_shutdown``)."""
+        for key, inner in list(self._outputs.items()):
+            self._stop(key, "shutdown", inner)
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=PUBLISH_PATIENCE)
+        if self._checker is not None:
+            self._checker.cancel()
+
+
+def _before_end(event: MessageEvent) -> bool:
+    return event.type != "end"
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise ValueError(f"a producer key is 1 to 128 letters, digits, '-' or '_', not {key!r}")
+    return key
+
+
+async def _items_of(source: Observable[Any]) -> AsyncIterator[Any]:
+    """The items of ``source`` as an async iterator (its calls may come from any thread)."""
+    loop = asyncio.get_running_loop()
+    loop_thread = threading.get_ident()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def put(kind: str, value: Any = None) -> None:
+        if threading.get_ident() == loop_thread:
+            queue.put_nowait((kind, value))
+        else:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+
+    subscription = source.subscribe(
+        lambda item: put("next", item),
+        lambda error: put("error", error),
+        lambda: put("done"),
+    )
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "next":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        subscription.dispose()
