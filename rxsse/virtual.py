@@ -43,7 +43,7 @@ __all__ = ["Expected", "Frame", "VirtualStream", "expect_frames", "run_virtual"]
 logger = logging.getLogger("rxsse.stream")
 
 #: How a virtual stream ended: as the server's ``End`` of the same name.
-Ended: TypeAlias = Literal["completed", "error", "expired"]
+Ended: TypeAlias = Literal["completed", "error", "expired", "shutdown"]
 #: One expected frame: ``(time, MessageEvent)``, ``(time, "heartbeat")`` or ``(time, "end")``.
 Expected: TypeAlias = tuple[float, MessageEvent[Any] | Literal["heartbeat", "end"]]
 
@@ -79,7 +79,8 @@ class VirtualStream:
         frames: every frame, in order, the end included.
         status: 200; or the HTTP status the server answers with when the Observable fails at
             once, before it sent anything (then there are no frames).
-        ended: ``"completed"``, ``"error"`` or ``"expired"`` (``max_lifetime``); None if the
+        ended: ``"completed"``, ``"error"``, ``"expired"`` (``max_lifetime``) or
+            ``"shutdown"`` (the server shut down at ``shutdown_at``); None if the
             stream was still open at ``until`` (then the client left, and the subscription
             was disposed).
         ended_at: the virtual time of the end, or None.
@@ -140,6 +141,8 @@ def run_virtual(
     until: float,
     route: Callable[..., Any] | None = None,
     last_event_id: str | None = None,
+    shutdown_at: float | None = None,
+    shutdown_event: MessageEvent[Any] | None = None,
     options: StreamOptions | None = None,
     **keywords: Unpack[StreamKeywords],
 ) -> VirtualStream:
@@ -159,6 +162,8 @@ def run_virtual(
         route: the ``@sse`` handler ``source`` comes from: its own options apply, over
             ``options`` and ``keywords`` (which play the part of ``setup()``'s defaults).
         last_event_id: the ``Last-Event-ID`` the client sent (a failure event resumes it).
+        shutdown_at: the virtual time the server shuts down, ending the stream (after
+            ``shutdown_event``, if given: ``setup()``'s event of that name).
         options: the stream's options (:class:`~rxsse.options.StreamOptions`).
         keywords: options as keywords of :func:`rxsse.stream` (``heartbeat``,
             ``max_lifetime``, ``lifetime_jitter``...). As on the server, the lifetime is
@@ -187,6 +192,8 @@ def run_virtual(
     headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
     run = _Run(scheduler, settings, make_mocked_request("GET", "/", headers=headers))
     run.start(observable)
+    if shutdown_at is not None and run.ended is None:
+        scheduler.schedule_absolute(float(shutdown_at), run.shut_down, shutdown_event)
     scheduler.advance_to(float(until))
     return run.result()
 
@@ -247,6 +254,12 @@ class _Run:
         due = self.pulse.beat(self._now()) if self.pulse is not None else None
         if due is not None and self.ended is None:
             self.timers.append(self.scheduler.schedule_absolute(due, self._beat))
+
+    def shut_down(self, scheduler: abc.SchedulerBase, final_event: Any = None) -> None:
+        """The server shuts down: ``final_event`` (if any), then the end (as on SIGTERM)."""
+        if final_event is not None:
+            self._next(final_event)
+        self._finish("shutdown")
 
     def _expire(self, scheduler: abc.SchedulerBase, state: Any = None) -> None:
         self._finish("expired")

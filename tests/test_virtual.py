@@ -62,6 +62,13 @@ def test_max_lifetime_ends_an_hourly_stream_cleanly():
     assert (stream.ended, stream.ended_at) == ("expired", 3600)
 
 
+def test_a_shutdown_sends_the_final_event_and_ends_the_stream():
+    bye = MessageEvent({"reason": "restart"}, type="shutdown", retry=1000)
+    stream = run_virtual(rx.interval(10.0), until=60, shutdown_at=25, shutdown_event=bye)
+    stream.expect([(10, MessageEvent(0)), (20, MessageEvent(1)), (25, bye), (25, "end")])
+    assert (stream.ended, stream.ended_at) == ("shutdown", 25)
+
+
 def test_the_lifetime_is_shortened_by_its_jitter_as_on_the_server():
     ends = {
         run_virtual(rx.never(), until=7200, max_lifetime=3600.0, lifetime_jitter=0.5).ended_at
