@@ -126,11 +126,14 @@ async def test_an_async_test_without_rxsse_fixtures_is_not_ours():
 
 def test_sse_server_shuts_its_apps_down_and_other_async_tests_are_left_alone(tmp_path):
     project = user_project(tmp_path, {"test_served.py": SERVED_THEN_SHUT_DOWN})
-    assert run_pytest(project) == {
-        "test_serves_two_apps": "PASSED",
-        "test_the_apps_are_shut_down_after_the_test": "PASSED",
-        # pytest-asyncio's strict mode and pytest decide about it, as without rxsse:
-        "test_an_async_test_without_rxsse_fixtures_is_not_ours": "FAILED",
+    outcomes = run_pytest(project)
+    assert outcomes["test_serves_two_apps"] == "PASSED"
+    assert outcomes["test_the_apps_are_shut_down_after_the_test"] == "PASSED"
+    # Not run: pytest-asyncio's strict mode and pytest decide about it, as without rxsse
+    # (pytest 8.4 on fails it; before, it was skipped).
+    assert outcomes["test_an_async_test_without_rxsse_fixtures_is_not_ours"] in {
+        "FAILED",
+        "SKIPPED",
     }
 
 
