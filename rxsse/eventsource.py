@@ -220,8 +220,7 @@ class EventSource:
             check_response(response)
             self.connections += 1
             self._request = request.after_redirect(response)
-            if self._restart:
-                return  # restart() came while this connection was being made
+            self._restart = False  # (one asked for while connecting: this is the new connection)
             self._response = response
             try:
                 async for chunk in response.content.iter_any():

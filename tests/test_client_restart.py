@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from rxsse import EventSource
+from rxsse.testing import wait_until
 from tests.client_conformance.stream_server import ServedStreams, served_streams
 
 
@@ -19,7 +20,8 @@ async def streams() -> AsyncIterator[ServedStreams]:
 
 async def test_restart_from_the_loop_body_reconnects_at_once_with_the_last_event_id(streams):
     received: list[str] = []
-    async with EventSource(streams.url(), retry=3600) as source:
+    # (with max_reconnects=0, a restart counted as a failure would end the iteration)
+    async with EventSource(streams.url(), retry=3600, max_reconnects=0) as source:
         reading = asyncio.ensure_future(source.__anext__())
         first = await streams.next_connection()
         first.send("id: 1\ndata: a\n\n")
@@ -61,13 +63,31 @@ async def test_restart_ends_the_wait_before_a_reconnect(streams):
         first = await streams.next_connection()
         first.send("id: 1\ndata: a\n\n")
         await reading
-        first.end()  # the client now waits an hour before it reconnects...
         reading = asyncio.ensure_future(source.__anext__())
+        first.break_()  # a failure: the client now waits half an hour or more...
+        await wait_until(lambda: source.failures == 1)
         source.restart()  # ...unless restarted
         second = await streams.next_connection()
         second.send("data: b\n\n")
         assert (await reading).data == "b"
     assert second.headers["Last-Event-ID"] == "1"
+
+
+async def test_a_restart_while_connecting_is_that_connection(streams):
+    streams.hold = True  # the client waits for the response's headers
+    async with EventSource(streams.url(), retry=3600) as source:
+        reading = asyncio.ensure_future(source.__anext__())
+        first = await streams.next_connection()
+        source.restart()
+        first.release()
+        first.send("data: a\n\n")
+        assert (await reading).data == "a"  # (no second connection: none would answer)
+        reading = asyncio.ensure_future(source.__anext__())
+        first.break_()
+        # The restart was used up: this break is a failure, waited for as one.
+        await wait_until(lambda: source.failures == 1)
+        reading.cancel()
+    assert source.connections == 1
 
 
 async def test_restart_after_close_does_nothing(streams):

@@ -33,6 +33,11 @@ class Connection:
     body: bytes
     redirects: int = 0  #: redirects the server answered since the connection before this one
     _commands: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        """Send the response's headers (held until now when the server's ``hold`` is set)."""
+        self._released.set()
 
     def send(self, text: str | bytes, *, chunk: int | None = None) -> None:
         """Write ``text`` (UTF-8), in pieces of ``chunk`` bytes if given (each a write)."""
@@ -58,6 +63,7 @@ class StreamServer:
         self.connections: list[Connection] = []
         self._redirects = 0
         self.redirects_served = 0  #: redirects answered in all
+        self.hold = False  #: hold each response's headers until its connection is released
 
     def add_routes(self, app: web.Application, prefix: str = "") -> None:
         """Serve ``prefix/stream`` and ``prefix/redirect/{status}`` from ``app``."""
@@ -71,6 +77,7 @@ class StreamServer:
     def close(self) -> None:
         """End every response still open (so that the server can shut down at once)."""
         for connection in self.connections:
+            connection.release()
             connection.end()
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
@@ -81,6 +88,8 @@ class StreamServer:
         connection.redirects, self._redirects = self._redirects, 0
         self.connections.append(connection)
         self._arrived.put_nowait(connection)
+        if self.hold:
+            await connection._released.wait()
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
