@@ -37,9 +37,9 @@ from .eager import Waiting, first_step
 from .event import MessageEvent
 from .metrics import BusMetrics
 from .observing import inbox_of
-from .presence import PresenceEvent, PresenceTracker
+from .presence import PresenceOfBus, PresenceTracker, check_member
 from .publishing import Publisher, on_loop, outgoing
-from .shared import MemoryState, SharedState
+from .shared import SharedState, shared_state_of
 from .sources import Attachable
 from .topics import TopicPattern
 
@@ -52,7 +52,7 @@ REPLAY_PATIENCE: Final = 30.0
 _MAX_KEY_TTL: Final = 10 * 365 * 24 * 3600  # ten years: far within what Redis's PX takes
 
 
-class EventBus:
+class EventBus(PresenceOfBus):
     """Publish events by topic; subscribe to topics or patterns, resuming from an event id.
 
     Args:
@@ -102,8 +102,10 @@ class EventBus:
         self._queue: collections.deque[Entry] = collections.deque()  # from the broker, in order
         self._draining = False
         self._publisher = Publisher(self.broker, self.metrics)
-        self._presence = PresenceTracker(self._shared_state, interval=presence_interval)
-        self._shared: SharedState | None = None
+        #: The records this bus's processes share (presence, producers): in this process
+        #: with the in-memory broker, in Redis with ``RedisBroker``.
+        self.shared: SharedState = shared_state_of(self.broker)
+        self._presence = PresenceTracker(self.shared, interval=presence_interval)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -169,23 +171,19 @@ class EventBus:
     ) -> None:
         """Publish ``data`` on ``topic`` and go on: fire and forget.
 
-        ``data`` is checked and encoded as JSON here, once, whatever the broker: what cannot be
-        sent to a browser is refused before anything is stored. With the in-memory broker the
-        event is published, and delivered to this process's subscribers, before ``emit``
-        returns. An emit the broker cannot confirm (Redis unreachable) is counted in
-        ``bus.metrics.emit_failures`` and logged; ``await bus.publish(...)`` to learn its id or
-        its failure. Safe from Rx callbacks and from other threads (their emits are published
-        on the bus's loop, in order).
+        ``data`` is checked and encoded as JSON here, once, whatever the broker. In memory the
+        event is published and delivered here before ``emit`` returns. An emit the broker
+        cannot confirm (Redis unreachable) is counted in ``bus.metrics.emit_failures`` and
+        logged (``await bus.publish(...)`` to learn its id or its failure). Safe from Rx
+        callbacks and from other threads (published on the bus's loop, in order).
 
-        ``key`` makes the emit idempotent: an emit with a key that was published within
-        ``key_ttl`` seconds is not published again. An emit that failed may or may not have
-        been published (the server may have run it before the answer was lost): emit it again
-        with the same key to publish it exactly once.
+        ``key`` makes the emit idempotent: a key published within ``key_ttl`` seconds is not
+        published again. An emit that failed may or may not have been published: emit it
+        again with the same key to publish it exactly once.
 
         Raises:
-            ValueError: for a topic that is not a concrete name, a bad ``type`` or ``key``, or
-                data that cannot be sent as JSON (NaN, infinity, a lone surrogate, an object
-                ``json`` cannot serialise).
+            ValueError: a topic that is not a concrete name, a bad ``type`` or ``key``, or
+                data JSON cannot carry (NaN, infinity, a lone surrogate, unserialisable).
         """
         self._publisher.emit(outgoing(topic, data, type, key), self._own_loop())
 
@@ -245,37 +243,7 @@ class EventBus:
         Raises:
             ValueError: for an invalid topic or pattern, or an empty ``member``.
         """
-        if member is not None and (not isinstance(member, str) or not member):
-            raise ValueError(f"a presence member must be a non-empty string, not {member!r}")
-        return _TopicStream(self, TopicPattern(topic), last_event_id, member)
-
-    # -- presence and shared records ----------------------------------------------------------
-
-    def presence(self, topic: str, *, member: str | None = None) -> Observable[PresenceEvent]:
-        """Who listens on ``topic``, in every process of the bus: a ``sync``
-        :class:`PresenceEvent` with the members present, then a ``join`` or ``leave`` for each
-        identity that comes or goes (a crashed process's members leave within about four
-        ``presence_interval``). Members are the ``member`` of ``on()`` subscriptions (and of
-        ``presence()`` subscriptions that pass one: present while they watch). Subscribe on
-        the bus's loop."""
-        TopicPattern(topic)  # (checks it)
-        return self._presence.observe(topic, member)
-
-    async def members(self, topic: str) -> dict[str, int]:
-        """Who is present on ``topic`` now: identity -> open subscriptions, all processes."""
-        return await self._presence.members(topic)
-
-    @property
-    def shared(self) -> SharedState:
-        """The records this bus's processes share (presence, producers): in this process with
-        the in-memory broker, in Redis with ``RedisBroker``."""
-        return self._shared_state()
-
-    def _shared_state(self) -> SharedState:
-        if self._shared is None:
-            make = getattr(self.broker, "shared_state", None)
-            self._shared = make() if callable(make) else MemoryState()
-        return self._shared
+        return _TopicStream(self, TopicPattern(topic), last_event_id, check_member(member))
 
 
 def _positive(value: object) -> bool:

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,8 +24,9 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
 from .shared import SharedState
+from .topics import TopicPattern
 
-__all__ = ["PresenceEvent", "PresenceTracker"]
+__all__ = ["PresenceEvent", "PresenceOfBus", "PresenceTracker", "check_member"]
 
 logger = logging.getLogger("rxsse.bus")
 
@@ -100,18 +101,17 @@ class PresenceTracker:
     """The presence of one bus in this process (see :meth:`rxsse.EventBus.presence`).
 
     Args:
-        state: the shared records (made on first use, on the bus's loop).
+        state: the shared records.
         interval: seconds between renewals and reads; a crashed process's members drop out
             within about four of them.
     """
 
-    def __init__(self, state: Callable[[], SharedState], *, interval: float = 1.0) -> None:
+    def __init__(self, state: SharedState, *, interval: float = 1.0) -> None:
         if not 0 < interval < float("inf"):
             raise ValueError(f"presence_interval must be positive seconds, not {interval!r}")
         self.interval = interval
         self.process = uuid.uuid4().hex[:12]
-        self._state_factory = state
-        self._state: SharedState | None = None
+        self.state = state
         self._local: dict[str, collections.Counter[str]] = {}
         self._dirty: set[str] = set()
         self._watches: dict[str, list[_Watch]] = {}
@@ -119,16 +119,9 @@ class PresenceTracker:
         self._task: asyncio.Task[None] | None = None
         self._failing = False
 
-    @property
-    def state(self) -> SharedState:
-        if self._state is None:
-            self._state = self._state_factory()
-        return self._state
-
     def join(self, topic: str, member: str) -> abc.DisposableBase:
         """Count one subscription of ``member`` on ``topic`` until the disposable is disposed."""
-        if not isinstance(member, str) or not member:
-            raise ValueError(f"a presence member must be a non-empty string, not {member!r}")
+        check_member(member)
         self._local.setdefault(topic, collections.Counter())[member] += 1
         self._changed(topic)
 
@@ -234,6 +227,39 @@ class PresenceTracker:
         for topic in topics:
             with contextlib.suppress(Exception):
                 await self.state.remove(_record(topic), [self.process])
+
+
+class PresenceOfBus:
+    """The presence half of :class:`rxsse.EventBus`'s API."""
+
+    _presence: PresenceTracker
+
+    def presence(self, topic: str, *, member: str | None = None) -> Observable[PresenceEvent]:
+        """Who listens on ``topic`` in every process: a ``sync`` :class:`PresenceEvent`, then a
+        ``join`` or ``leave`` for each identity (the ``member`` of an ``on()`` subscription, or
+        of a ``presence()`` one) that comes or goes (a crashed process's members leave within
+        about four ``presence_interval``). Subscribe on the bus's loop.
+
+        Raises:
+            ValueError: for an invalid topic or pattern, or an empty ``member``.
+        """
+        TopicPattern(topic)  # (checks it)
+        return self._presence.observe(topic, check_member(member))
+
+    async def members(self, topic: str) -> dict[str, int]:
+        """Who is present on ``topic`` now: identity -> open subscriptions, all processes."""
+        return await self._presence.members(topic)
+
+
+def check_member(member: str | None) -> str | None:
+    """``member`` if it is None or an identity (a non-empty string).
+
+    Raises:
+        ValueError: for anything else.
+    """
+    if member is not None and (not isinstance(member, str) or not member):
+        raise ValueError(f"a presence member must be a non-empty string, not {member!r}")
+    return member
 
 
 def _record(topic: str) -> str:

@@ -18,11 +18,10 @@ import asyncio
 import contextlib
 import logging
 import re
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -31,22 +30,18 @@ from aiohttp import web
 from reactivex import Observable
 from reactivex import operators as ops
 
-from .broker import EmitError
 from .bus import EventBus
 from .errors import json_error
 from .event import MessageEvent
+from .producing import PUBLISH_PATIENCE, Output, Reason, publish_patiently
 
 __all__ = ["ProducerStatus", "Producers"]
 
 logger = logging.getLogger("rxsse.producers")
 
 _KEY: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
-#: How long a producer keeps trying a broker it cannot reach before it gives up.
-PUBLISH_PATIENCE: Final = 60.0
 #: The log outlives the record by this much: a late reader gets a 404, never an empty log.
 _LOG_GRACE: Final = 60.0
-
-Reason = Literal["complete", "cancelled", "idle", "error", "shutdown", "lost"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +95,7 @@ class Producers:
         self.poll = float(poll)
         self.lease = float(lease)
         self.process = uuid.uuid4().hex[:12]
-        self._running: dict[str, asyncio.Task[None]] = {}  # key -> its task (output, then end)
-        self._outputs: dict[str, asyncio.Task[None]] = {}  # key -> the task of its output
-        self._reasons: dict[str, Reason] = {}
+        self._outputs: dict[str, Output] = {}  # the producers running here
         self._reading: Counter[str] = Counter()  # keys read here (whose owners are checked)
         self._checker: asyncio.Task[None] | None = None
 
@@ -111,7 +104,7 @@ class Producers:
     @property
     def running(self) -> int:
         """How many producers run in this process."""
-        return len(self._running)
+        return len(self._outputs)
 
     def topic(self, key: str) -> str:
         """The bus topic of ``key``'s output."""
@@ -134,103 +127,28 @@ class Producers:
         key = _check_key(key) if key is not None else uuid.uuid4().hex
         if await self.bus.shared.read(self._record(key)):
             raise ValueError(f"a producer with the key {key!r} exists")
-        await self._renew(key, state="running", owner=self.process)
-        loop = asyncio.get_running_loop()
-        inner = self._outputs[key] = loop.create_task(self._produce(key, source))
-        outer = self._running[key] = loop.create_task(self._run(key, inner))
-        outer.add_done_callback(lambda _: self._forget(key))
+        await self.renew(key, state="running", owner=self.process)
+        output = self._outputs[key] = Output(self, key, source)
+        output.task.add_done_callback(lambda _: self._outputs.pop(key, None))
         return key
 
-    def _forget(self, key: str) -> None:
-        self._running.pop(key, None)
-        self._outputs.pop(key, None)
-        self._reasons.pop(key, None)
-
-    async def _produce(self, key: str, source: Observable[Any] | AsyncIterable[Any]) -> None:
-        topic = self.topic(key)
-        items = _items_of(source) if isinstance(source, Observable) else aiter(source)
-        count = 0
-        try:
-            async for item in items:
-                count += 1
-                if isinstance(item, MessageEvent):
-                    await self._publish(topic, item.data, item.type, f"{topic}#{count}")
-                else:
-                    await self._publish(topic, item, None, f"{topic}#{count}")
-        finally:
-            with contextlib.suppress(Exception):
-                await items.aclose()  # type: ignore[attr-defined]
-
-    async def _run(self, key: str, inner: asyncio.Task[None]) -> None:
-        """Wait for the output while watching the record; then end it."""
-        watcher = asyncio.get_running_loop().create_task(self._watch(key, inner))
-        error: str | None = None
-        try:
-            await asyncio.shield(inner)
-            reason: Reason = "complete"
-        except asyncio.CancelledError:
-            if not inner.cancelled():  # this task was cancelled, not the output: stop it too
-                inner.cancel()
-                raise
-            reason = self._reasons.pop(key, "cancelled")
-        except Exception as exc:
-            logger.warning("producer %s failed: %s", key, exc)
-            reason, error = "error", f"{type(exc).__name__}: {exc}"
-        finally:
-            watcher.cancel()
-        await self._end(key, reason, error)
-
-    async def _watch(self, key: str, inner: asyncio.Task[None]) -> None:
-        """Renew the lease; stop the output when it is cancelled or nobody has read it."""
-        topic = self.topic(key)
-        idle_since = time.monotonic()
-        while True:
-            await asyncio.sleep(self.poll)
-            try:
-                await self._renew(key)
-                record = await self.bus.shared.read(self._record(key))
-                readers = await self.bus.members(topic)
-            except Exception as exc:  # the shared state is away: try again next turn
-                logger.info("producer %s could not check its record: %s", key, exc)
-                continue
-            if readers:
-                idle_since = time.monotonic()
-            if "cancel" in record:
-                self._stop(key, "cancelled", inner)
-            elif time.monotonic() - idle_since >= self.idle_timeout:
-                self._stop(key, "idle", inner)
-
-    def _stop(self, key: str, reason: Reason, inner: asyncio.Task[None]) -> None:
-        self._reasons.setdefault(key, reason)
-        inner.cancel()
-
-    async def _end(self, key: str, reason: Reason, error: str | None = None) -> str:
+    async def end(self, key: str, reason: Reason, error: str | None = None) -> str:
+        """Publish ``key``'s ``end`` event (once, whoever calls) and mark its record ended;
+        its record and log expire ``ttl`` seconds later. Returns the end's id."""
         data: dict[str, Any] = {"reason": reason}
         if error is not None:
             data["error"] = error
         topic = self.topic(key)
-        end_id = await self._publish(topic, data, "end", f"{topic}#end")
-        await self._renew(key, state="ended", end=end_id)
+        end_id = await publish_patiently(self.bus, topic, data, "end", f"{topic}#end")
+        await self.renew(key, state="ended", end=end_id)
         await self.bus.shared.expire_log(topic, self.ttl + _LOG_GRACE)
         return end_id
 
-    async def _publish(self, topic: str, data: Any, type: str | None, key: str) -> str:
-        """Publish with the item's own idempotency key, retrying while the broker is away:
-        each item is in the log exactly once."""
-        deadline = time.monotonic() + PUBLISH_PATIENCE
-        delay = 0.05
-        while True:
-            try:
-                return await self.bus.publish(topic, data, type=type, key=key)
-            except EmitError:
-                if time.monotonic() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-
-    async def _renew(self, key: str, **fields: str) -> None:
+    async def renew(self, key: str, **fields: str) -> dict[str, str]:
+        """Renew ``key``'s lease (and set ``fields``); returns its record."""
         stamp = {"lease": repr(time.time() + self.lease), **fields}
         await self.bus.shared.put(self._record(key), stamp, self.ttl)
+        return await self.bus.shared.read(self._record(key))
 
     def _record(self, key: str) -> str:
         return f"producer:{self.prefix}:{key}"
@@ -241,9 +159,9 @@ class Producers:
         status = await self.status(key)
         if status is None or status.state == "ended":
             return False
-        inner = self._outputs.get(key)
-        if inner is not None:
-            self._stop(key, "cancelled", inner)
+        output = self._outputs.get(key)
+        if output is not None:
+            output.stop("cancelled")
         else:  # its process sees this within `poll` seconds
             await self.bus.shared.put(self._record(key), {"cancel": "1"}, self.ttl)
         return True
@@ -259,7 +177,7 @@ class Producers:
         if state != "running":
             return None
         lease = float(record.get("lease", "0"))
-        lost = lease < time.time() and key not in self._running
+        lost = lease < time.time() and key not in self._outputs
         return ProducerStatus(key, "running", None, lost)
 
     def read(
@@ -298,7 +216,7 @@ class Producers:
         if status.end_id is not None and last_event_id == status.end_id:
             return web.Response(status=204)
         if status.lost:
-            await self._end(key, "lost")
+            await self.end(key, "lost")
         return self.read(key, last_event_id=last_event_id, member=member)
 
     def _watch_owner(self, key: str) -> None:
@@ -316,20 +234,21 @@ class Producers:
         otherwise wait for an end that never comes."""
         while self._reading:
             await asyncio.sleep(self.poll)
-            for key in [k for k in self._reading if k not in self._running]:
+            for key in [k for k in self._reading if k not in self._outputs]:
                 with contextlib.suppress(Exception):
                     status = await self.status(key)
                     if status is not None and status.lost:
                         logger.warning("producer %s lost its process; ending its output", key)
-                        await self._end(key, "lost")
+                        await self.end(key, "lost")
 
     async def close(self) -> None:
         """End this process's producers (``{"reason": "shutdown"}``): call it on shutdown,
         while the bus is open (a controller's ``on_shutdown``)."""
-        for key, inner in list(self._outputs.items()):
-            self._stop(key, "shutdown", inner)
-        if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=PUBLISH_PATIENCE)
+        outputs = list(self._outputs.values())
+        for output in outputs:
+            output.stop("shutdown")
+        if outputs:
+            await asyncio.wait([o.task for o in outputs], timeout=PUBLISH_PATIENCE)
         if self._checker is not None:
             self._checker.cancel()
 
@@ -342,33 +261,3 @@ def _check_key(key: str) -> str:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise ValueError(f"a producer key is 1 to 128 letters, digits, '-' or '_', not {key!r}")
     return key
-
-
-async def _items_of(source: Observable[Any]) -> AsyncIterator[Any]:
-    """The items of ``source`` as an async iterator (its calls may come from any thread)."""
-    loop = asyncio.get_running_loop()
-    loop_thread = threading.get_ident()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-    def put(kind: str, value: Any = None) -> None:
-        if threading.get_ident() == loop_thread:
-            queue.put_nowait((kind, value))
-        else:
-            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-
-    subscription = source.subscribe(
-        lambda item: put("next", item),
-        lambda error: put("error", error),
-        lambda: put("done"),
-    )
-    try:
-        while True:
-            kind, value = await queue.get()
-            if kind == "next":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        subscription.dispose()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
-__all__ = ["MemoryState", "SharedState"]
+__all__ = ["MemoryState", "SharedState", "shared_state_of"]
 
 
 class SharedState(Protocol):
@@ -33,6 +33,12 @@ class SharedState(Protocol):
     async def expire_log(self, topic: str, ttl: float) -> None:
         """Drop the replay log of ``topic`` ``ttl`` seconds from now (the bus's log of a
         finished producer)."""
+
+
+def shared_state_of(broker: object) -> SharedState:
+    """The broker's shared records (its ``shared_state()``), or this process's own."""
+    make = getattr(broker, "shared_state", None)
+    return make() if callable(make) else MemoryState()
 
 
 class MemoryState:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import signal
@@ -164,8 +165,10 @@ async def watch(session: aiohttp.ClientSession, worker: Worker, visitor: str) ->
     seen: list[dict[str, Any]] = []
 
     async def pump() -> None:
-        async for chunk in response.content.iter_any():
-            seen.extend(json.loads(str(e.data)) for e in parser.feed(chunk) if e.type == "presence")
+        with contextlib.suppress(aiohttp.ClientError):  # (its worker may be killed)
+            async for chunk in response.content.iter_any():
+                events = parser.feed(chunk)
+                seen.extend(json.loads(str(e.data)) for e in events if e.type == "presence")
 
     return response, seen, asyncio.get_running_loop().create_task(pump())
 

@@ -118,7 +118,7 @@ class RedisBroker:
         self._outbox_ready = asyncio.Event()
         self._closing = False
         self._closed = False
-        self._state: RedisState | None = None
+        self._state = RedisState(self._keys, lambda: _connect(url, emit_timeout))
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -191,16 +191,13 @@ class RedisBroker:
             if client is not None:
                 await client.aclose()
         self._client = self._reader_client = self._reader = None
-        if self._state is not None:
-            await self._state.close()
+        await self._state.close()
 
     def event_id(self, seq: int) -> str:
         return self._reader.event_id(seq) if self._reader is not None else f"{seq}-0"
 
     def shared_state(self) -> RedisState:
         """Records for presence and producers, shared by every process of this prefix."""
-        if self._state is None:
-            self._state = RedisState(self._keys, lambda: _connect(self.url, self._emit_timeout))
         return self._state
 
     # -- publishing -------------------------------------------------------------------------------
