@@ -206,6 +206,8 @@ def _check_request(connection: Connection, expected: dict[str, Any]) -> None:
         got = connection.headers.get(name)
         if value is None:
             assert got is None, f"header {name}: {got!r}, expected none"
+        elif isinstance(value, list):  # (any of these)
+            assert got in value, f"header {name}: {got!r}, expected one of {value}"
         else:
             assert got == value, f"header {name}: {got!r}, expected {value!r}"
 
