@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.client_conformance import httpx_sse_service
 from tests.client_conformance.harness import BASIC, Case, harness, load_cases
 from tests.client_conformance.rxsse_service import CAPABILITIES, create_app
 
@@ -21,3 +22,18 @@ async def test_rxsse_passes(serve, case: Case):
     async with harness(service.base_url) as runner:
         assert {case.capability, *case.requires} <= await runner.capabilities() | {BASIC}
         await runner.run(case)
+
+
+def case_named(name: str) -> Case:
+    (case,) = [case for case in CASES if case.name == name]
+    return case
+
+
+async def test_the_harness_drives_another_client_and_catches_its_mistakes(serve):
+    # httpx-sse, through its own test service: it reads a plain event, but dispatches an event
+    # for a block without data (the WHATWG rules dispatch nothing; its id still counts).
+    service = await serve(httpx_sse_service.create_app())
+    async with harness(service.base_url) as runner:
+        await runner.run(case_named("one-line message in one chunk"))
+        with pytest.raises(AssertionError, match="'type': 'nothing'"):
+            await runner.run(case_named("no data, no event"))
