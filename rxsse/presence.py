@@ -118,6 +118,7 @@ class PresenceTracker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._closed = False
 
     def join(self, topic: str, member: str) -> abc.DisposableBase:
         """Count one subscription of ``member`` on ``topic`` until the disposable is disposed."""
@@ -170,12 +171,14 @@ class PresenceTracker:
     def _changed(self, topic: str) -> None:
         self._dirty.add(topic)
         self._wake.set()
+        if self._closed:
+            return
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="rxsse-presence")
 
     async def _run(self) -> None:
         renewed = 0.0
-        while self._local or self._watches or self._dirty:
+        while (self._local or self._watches or self._dirty) and not self._closed:
             self._wake.clear()
             now = time.monotonic()
             try:
@@ -191,8 +194,10 @@ class PresenceTracker:
                 if not self._failing:
                     logger.warning("presence could not reach its shared state: %s", exc)
                 self._failing = True
+            # (asyncio.timeout, not wait_for: 3.11's wait_for may swallow a cancel)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
 
     async def _write(self, topics: set[str]) -> None:
         ttl = 3 * self.interval
@@ -218,6 +223,7 @@ class PresenceTracker:
 
     async def close(self) -> None:
         """Stop renewing, and take this process's members out of the shared records."""
+        self._closed = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -227,6 +233,7 @@ class PresenceTracker:
         for topic in topics:
             with contextlib.suppress(Exception):
                 await self.state.remove(_record(topic), [self.process])
+        self._closed = False  # (a bus may be started again, on another loop)
 
 
 class PresenceOfBus:
