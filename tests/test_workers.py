@@ -252,10 +252,15 @@ def _group_alive(group: int) -> bool:
     return True
 
 
-def _readme_gunicorn(redis_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def readme_gunicorn_command() -> str:
+    """The README's gunicorn command (its ``sh`` block), as written."""
     block = re.search(r"```sh\n(RXSSE_REDIS_URL=.*?gunicorn.*?)```", README.read_text(), re.S)
     assert block is not None, "the README has no gunicorn command"
-    command = block[1].replace("redis://127.0.0.1:6379/0", redis_url)
+    return block[1]
+
+
+def _readme_gunicorn(redis_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    command = readme_gunicorn_command().replace("redis://127.0.0.1:6379/0", redis_url)
     command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
     path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # this venv's gunicorn
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": path}
