@@ -35,6 +35,7 @@ from .brokers.memory import MemoryBroker
 from .channels import Channels, Subscriber
 from .eager import Waiting, first_step
 from .event import MessageEvent
+from .limits import positive_seconds
 from .metrics import BusMetrics
 from .observing import inbox_of
 from .presence import PresenceOfBus, PresenceTracker, check_member
@@ -83,7 +84,7 @@ class EventBus(PresenceOfBus):
         if isinstance(history, bool) or not isinstance(history, int) or history < 1:
             raise ValueError(f"history must be a positive int, not {history!r}")
         for name, value in (("max_age", max_age), ("key_ttl", key_ttl)):
-            if value is not None and not _positive(value):
+            if value is not None and not positive_seconds(value):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         if not 0.001 <= key_ttl <= _MAX_KEY_TTL:
             raise ValueError(f"key_ttl must be between 0.001 and {_MAX_KEY_TTL:,} seconds")
@@ -244,12 +245,6 @@ class EventBus(PresenceOfBus):
             ValueError: for an invalid topic or pattern, or an empty ``member``.
         """
         return _TopicStream(self, TopicPattern(topic), last_event_id, check_member(member))
-
-
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
-    )
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

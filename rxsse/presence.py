@@ -16,13 +16,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
+from .limits import positive_seconds
 from .shared import SharedState
 from .topics import TopicPattern
 
@@ -107,7 +108,7 @@ class PresenceTracker:
     """
 
     def __init__(self, state: SharedState, *, interval: float = 1.0) -> None:
-        if not 0 < interval < float("inf"):
+        if not positive_seconds(interval):
             raise ValueError(f"presence_interval must be positive seconds, not {interval!r}")
         self.interval = interval
         self.process = uuid.uuid4().hex[:12]
@@ -166,7 +167,8 @@ class PresenceTracker:
 
     async def members(self, topic: str) -> dict[str, int]:
         """Who is present on ``topic`` now, in every process (identity -> subscriptions)."""
-        return _merge(await self.state.read(_record(topic)), time.time())
+        fields = await self.state.read(_record(topic))
+        return _merge(map(_stamp, fields.values()), time.time())
 
     def _changed(self, topic: str) -> None:
         self._dirty.add(topic)
@@ -214,8 +216,9 @@ class PresenceTracker:
         for topic, watches in list(self._watches.items()):
             fields = await self.state.read(_record(topic))
             now = time.time()
-            members = _merge(fields, now)
-            gone = [process for process, raw in fields.items() if _stale(raw, now)]
+            stamps = {process: _stamp(raw) for process, raw in fields.items()}
+            members = _merge(stamps.values(), now)
+            gone = [p for p, st in stamps.items() if st is None or st[0] < now - _GONE_AFTER]
             if gone:  # processes that stopped renewing long ago (crashed): tidy the record
                 await self.state.remove(_record(topic), gone)
             for watch in list(watches):
@@ -273,21 +276,30 @@ def _record(topic: str) -> str:
     return f"presence:{topic}"
 
 
-def _stale(raw: str, now: float) -> bool:
+#: A process's field of a record: its deadline, and its members (None: a field this version
+#: cannot read, which counts no one).
+_Stamp = tuple[float, "dict[str, int] | None"]
+#: A field this long past its deadline belongs to a process that is gone: it is removed.
+_GONE_AFTER = 60.0
+
+
+def _stamp(raw: str) -> _Stamp | None:
+    """A field read once (None when not even its deadline can be read)."""
     try:
-        return float(json.loads(raw)["until"]) < now - 60
+        stamp = json.loads(raw)
+        until = float(stamp["until"])
     except (ValueError, KeyError, TypeError):
-        return True
+        return None
+    try:
+        return until, {str(k): int(v) for k, v in stamp["members"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return until, None
 
 
-def _merge(fields: Mapping[str, str], now: float) -> dict[str, int]:
+def _merge(stamps: Iterable[_Stamp | None], now: float) -> dict[str, int]:
     """The members of every process whose stamp has not run out."""
     members: collections.Counter[str] = collections.Counter()
-    for raw in fields.values():
-        try:
-            stamp = json.loads(raw)
-            if float(stamp["until"]) > now:
-                members.update({str(k): int(v) for k, v in stamp["members"].items()})
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue  # a field this version cannot read: not a member
+    for stamp in stamps:
+        if stamp is not None and stamp[1] is not None and stamp[0] > now:
+            members.update(stamp[1])
     return dict(members)

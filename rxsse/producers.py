@@ -33,6 +33,7 @@ from reactivex import operators as ops
 from .bus import EventBus
 from .errors import json_error
 from .event import MessageEvent
+from .limits import positive_seconds
 from .producing import PUBLISH_PATIENCE, Output, Reason, publish_patiently
 
 __all__ = ["ProducerStatus", "Producers"]
@@ -83,8 +84,9 @@ class Producers:
         poll: float = 0.5,
         lease: float = 5.0,
     ) -> None:
-        for name, value in (("ttl", ttl), ("idle_timeout", idle_timeout), ("poll", poll)):
-            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        times = (("ttl", ttl), ("idle_timeout", idle_timeout), ("poll", poll), ("lease", lease))
+        for name, value in times:
+            if not positive_seconds(value):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         if not lease > poll:
             raise ValueError(f"lease ({lease!r}) must be longer than poll ({poll!r})")
@@ -125,7 +127,7 @@ class Producers:
                 f"not {type(source).__name__}"
             )
         key = _check_key(key) if key is not None else uuid.uuid4().hex
-        if await self.bus.shared.read(self._record(key)):
+        if await self.record(key):
             raise ValueError(f"a producer with the key {key!r} exists")
         await self.renew(key, state="running", owner=self.process)
         output = self._outputs[key] = Output(self, key, source)
@@ -135,22 +137,23 @@ class Producers:
     async def end(self, key: str, reason: Reason, error: str | None = None) -> str:
         """Publish ``key``'s ``end`` event (once, whoever calls) and mark its record ended;
         its record and log expire ``ttl`` seconds later. Returns the end's id."""
-        data: dict[str, Any] = {"reason": reason}
-        if error is not None:
-            data["error"] = error
+        data = {"reason": reason} if error is None else {"reason": reason, "error": error}
         topic = self.topic(key)
         end_id = await publish_patiently(self.bus, topic, data, "end", f"{topic}#end")
         await self.renew(key, state="ended", end=end_id)
         await self.bus.shared.expire_log(topic, self.ttl + _LOG_GRACE)
         return end_id
 
-    async def renew(self, key: str, **fields: str) -> dict[str, str]:
-        """Renew ``key``'s lease (and set ``fields``); returns its record."""
+    async def renew(self, key: str, **fields: str) -> None:
+        """Renew ``key``'s lease (and set ``fields``)."""
         stamp = {"lease": repr(time.time() + self.lease), **fields}
-        await self.bus.shared.put(self._record(key), stamp, self.ttl)
-        return await self.bus.shared.read(self._record(key))
+        await self.bus.shared.put(self._record_name(key), stamp, self.ttl)
 
-    def _record(self, key: str) -> str:
+    async def record(self, key: str) -> dict[str, str]:
+        """``key``'s shared record (empty when unknown or expired)."""
+        return await self.bus.shared.read(self._record_name(key))
+
+    def _record_name(self, key: str) -> str:
         return f"producer:{self.prefix}:{key}"
 
     async def cancel(self, key: str) -> bool:
@@ -163,14 +166,14 @@ class Producers:
         if output is not None:
             output.stop("cancelled")
         else:  # its process sees this within `poll` seconds
-            await self.bus.shared.put(self._record(key), {"cancel": "1"}, self.ttl)
+            await self.bus.shared.put(self._record_name(key), {"cancel": "1"}, self.ttl)
         return True
 
     # -- reading -------------------------------------------------------------------------------
 
     async def status(self, key: str) -> ProducerStatus | None:
         """``key``'s producer as every process sees it; None if unknown or expired."""
-        record = await self.bus.shared.read(self._record(_check_key(key)))
+        record = await self.record(_check_key(key))
         state = record.get("state")
         if state == "ended":
             return ProducerStatus(key, "ended", record.get("end"), lost=False)

@@ -41,7 +41,9 @@ class Owner(Protocol):
 
     def topic(self, key: str) -> str: ...
 
-    async def renew(self, key: str, **fields: str) -> dict[str, str]: ...
+    async def renew(self, key: str, **fields: str) -> None: ...
+
+    async def record(self, key: str) -> dict[str, str]: ...
 
     async def end(self, key: str, reason: Reason, error: str | None = None) -> str: ...
 
@@ -110,7 +112,8 @@ class Output:
         while True:
             await asyncio.sleep(producers.poll)
             try:
-                record = await producers.renew(self.key)
+                await producers.renew(self.key)
+                record = await producers.record(self.key)
                 readers = await producers.bus.members(self.topic)
             except Exception as exc:  # the shared state is away: try again next turn
                 logger.info("producer %s could not check its record: %s", self.key, exc)

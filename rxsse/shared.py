@@ -46,6 +46,7 @@ class MemoryState:
 
     def __init__(self, drop_log: Callable[[str], None] | None = None) -> None:
         self._records: dict[str, tuple[dict[str, str], float]] = {}
+        self._sweep_at = 1024
         self._drop_log = drop_log
         self._expiring: dict[str, asyncio.TimerHandle] = {}
 
@@ -62,9 +63,11 @@ class MemoryState:
         record = self._live(name) or {}
         record.update(fields)
         self._records[name] = (record, time.monotonic() + ttl)
-        if len(self._records) > 1024:  # now and then, forget what expired unread
+        if len(self._records) > self._sweep_at:  # now and then, forget what expired unread
             now = time.monotonic()
             self._records = {k: v for k, v in self._records.items() if v[1] > now}
+            # (the next sweep when the records have doubled: a sweep costs O(1) a put)
+            self._sweep_at = max(1024, 2 * len(self._records))
 
     async def read(self, name: str) -> dict[str, str]:
         return dict(self._live(name) or {})
