@@ -15,15 +15,11 @@ end its output with ``{"reason": "lost"}`` so that no reader waits for ever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import re
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterable
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import reactivex as rx
 from aiohttp import web
@@ -34,25 +30,20 @@ from .bus import EventBus
 from .errors import json_error
 from .event import MessageEvent
 from .limits import positive_seconds
-from .producing import PUBLISH_PATIENCE, Output, Reason, publish_patiently
+from .producing import (
+    PUBLISH_PATIENCE,
+    Output,
+    OwnerCheck,
+    ProducerStatus,
+    Reason,
+    publish_patiently,
+)
 
 __all__ = ["ProducerStatus", "Producers"]
-
-logger = logging.getLogger("rxsse.producers")
 
 _KEY: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 #: The log outlives the record by this much: a late reader gets a 404, never an empty log.
 _LOG_GRACE: Final = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class ProducerStatus:
-    """Where a producer stands, as every process sees it."""
-
-    key: str
-    state: Literal["running", "ended"]
-    end_id: str | None  #: the id of its ``end`` event, once it ended
-    lost: bool  #: running, but its process stopped renewing its lease
 
 
 class Producers:
@@ -98,8 +89,7 @@ class Producers:
         self.lease = float(lease)
         self.process = uuid.uuid4().hex[:12]
         self._outputs: dict[str, Output] = {}  # the producers running here
-        self._reading: Counter[str] = Counter()  # keys read here (whose owners are checked)
-        self._checker: asyncio.Task[None] | None = None
+        self._owners = OwnerCheck(self)  # ends the outputs read here whose process was lost
 
     # -- producing -----------------------------------------------------------------------------
 
@@ -139,6 +129,9 @@ class Producers:
         its record and log expire ``ttl`` seconds later. Returns the end's id."""
         data = {"reason": reason} if error is None else {"reason": reason, "error": error}
         topic = self.topic(key)
+        # Said before the end goes out: a client that gets the end and reconnects at once
+        # finds the record ending, and waits for the end's id (see stream()).
+        await self.renew(key, state="ending")
         end_id = await publish_patiently(self.bus, topic, data, "end", f"{topic}#end")
         await self.renew(key, state="ended", end=end_id)
         await self.bus.shared.expire_log(topic, self.ttl + _LOG_GRACE)
@@ -160,7 +153,7 @@ class Producers:
         """Stop ``key``'s producer (its output ends with ``{"reason": "cancelled"}``), in
         whichever process it runs. False if it is unknown or already ended."""
         status = await self.status(key)
-        if status is None or status.state == "ended":
+        if status is None or status.state != "running":
             return False
         output = self._outputs.get(key)
         if output is not None:
@@ -177,11 +170,11 @@ class Producers:
         state = record.get("state")
         if state == "ended":
             return ProducerStatus(key, "ended", record.get("end"), lost=False)
-        if state != "running":
+        if state not in ("running", "ending"):
             return None
         lease = float(record.get("lease", "0"))
-        lost = lease < time.time() and key not in self._outputs
-        return ProducerStatus(key, "running", None, lost)
+        lost = lease < time.time() and not self.runs_here(key)
+        return ProducerStatus(key, "running" if state == "running" else "ending", None, lost)
 
     def read(
         self, key: str, *, last_event_id: str | None = None, member: str = "reader"
@@ -192,10 +185,10 @@ class Producers:
         after = last_event_id or self.bus.origin_id
 
         def watched(_: Any) -> Observable[MessageEvent]:
-            self._watch_owner(key)
+            self._owners.watch(key)
             return self.bus.on(topic, last_event_id=after, member=member).pipe(
                 ops.take_while(_before_end, inclusive=True),
-                ops.finally_action(lambda: self._unwatch_owner(key)),
+                ops.finally_action(lambda: self._owners.unwatch(key)),
             )
 
         return rx.defer(watched)
@@ -211,38 +204,27 @@ class Producers:
             HTTPNotFound: (a JSON 404) for a key that is unknown, or whose output expired.
         """
         try:
-            status = await self.status(key)
+            status = await self._settled_status(key)
         except ValueError as exc:
             raise json_error(400, str(exc)) from None
         if status is None:
             raise json_error(404, "no such stream (unknown, or expired)", key=key)
-        if status.end_id is not None and last_event_id == status.end_id:
+        end_id = await self.end(key, "lost") if status.lost else status.end_id
+        if end_id is not None and last_event_id == end_id:
             return web.Response(status=204)
-        if status.lost:
-            await self.end(key, "lost")
         return self.read(key, last_event_id=last_event_id, member=member)
 
-    def _watch_owner(self, key: str) -> None:
-        self._reading[key] += 1
-        if self._checker is None or self._checker.done():
-            self._checker = asyncio.get_running_loop().create_task(self._check_owners())
-
-    def _unwatch_owner(self, key: str) -> None:
-        self._reading[key] -= 1
-        if self._reading[key] <= 0:
-            del self._reading[key]
-
-    async def _check_owners(self) -> None:
-        """While outputs are read here, end those whose process was lost: their readers would
-        otherwise wait for an end that never comes."""
-        while self._reading:
-            await asyncio.sleep(self.poll)
-            for key in [k for k in self._reading if k not in self._outputs]:
-                with contextlib.suppress(Exception):
-                    status = await self.status(key)
-                    if status is not None and status.lost:
-                        logger.warning("producer %s lost its process; ending its output", key)
-                        await self.end(key, "lost")
+    async def _settled_status(self, key: str) -> ProducerStatus | None:
+        """The status once an end under way is written: its end may be out already, and a
+        client that got it and came back must be told 204, not wait for more. An end that
+        takes longer than the lease is lost (then ended by whoever asks)."""
+        deadline = time.monotonic() + self.lease
+        while True:
+            status = await self.status(key)
+            settled = status is None or status.state != "ending" or status.lost
+            if settled or time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.01)  # one publish and one write away
 
     async def close(self) -> None:
         """End this process's producers (``{"reason": "shutdown"}``): call it on shutdown,
@@ -252,8 +234,11 @@ class Producers:
             output.stop("shutdown")
         if outputs:
             await asyncio.wait([o.task for o in outputs], timeout=PUBLISH_PATIENCE)
-        if self._checker is not None:
-            self._checker.cancel()
+        self._owners.close()
+
+    def runs_here(self, key: str) -> bool:
+        """Whether ``key``'s producer runs in this process."""
+        return key in self._outputs
 
 
 def _before_end(event: MessageEvent) -> bool:

@@ -8,11 +8,13 @@ the broker is away, so each is in the log exactly once, in order.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
 from reactivex import Observable
@@ -21,7 +23,15 @@ from .broker import EmitError
 from .bus import EventBus
 from .event import MessageEvent
 
-__all__ = ["PUBLISH_PATIENCE", "Output", "Owner", "Reason", "publish_patiently"]
+__all__ = [
+    "PUBLISH_PATIENCE",
+    "Output",
+    "Owner",
+    "OwnerCheck",
+    "ProducerStatus",
+    "Reason",
+    "publish_patiently",
+]
 
 logger = logging.getLogger("rxsse.producers")
 
@@ -30,6 +40,16 @@ PUBLISH_PATIENCE: Final = 60.0
 
 #: Why an output ended (the data of its ``end`` event: ``{"reason": ...}``).
 Reason = Literal["complete", "cancelled", "idle", "error", "shutdown", "lost"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerStatus:
+    """Where a producer stands, as every process sees it."""
+
+    key: str
+    state: Literal["running", "ending", "ended"]  #: ending: its end is being published
+    end_id: str | None  #: the id of its ``end`` event, once it ended
+    lost: bool  #: running or ending, but its process stopped renewing its lease
 
 
 class Owner(Protocol):
@@ -46,6 +66,10 @@ class Owner(Protocol):
     async def record(self, key: str) -> dict[str, str]: ...
 
     async def end(self, key: str, reason: Reason, error: str | None = None) -> str: ...
+
+    async def status(self, key: str) -> ProducerStatus | None: ...
+
+    def runs_here(self, key: str) -> bool: ...
 
 
 class Output:
@@ -124,6 +148,43 @@ class Output:
                 self.stop("cancelled")
             elif time.monotonic() - idle_since >= producers.idle_timeout:
                 self.stop("idle")
+
+
+class OwnerCheck:
+    """While outputs are read in this process, end those whose process was lost (it stopped
+    renewing their lease): their readers would otherwise wait for an end that never comes."""
+
+    def __init__(self, producers: Owner) -> None:
+        self.producers = producers
+        self._reading: collections.Counter[str] = collections.Counter()  # keys read here
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, key: str) -> None:
+        """A subscription to ``key``'s output began here."""
+        self._reading[key] += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._check())
+
+    def unwatch(self, key: str) -> None:
+        """A subscription to ``key``'s output ended."""
+        self._reading[key] -= 1
+        if self._reading[key] <= 0:
+            del self._reading[key]
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _check(self) -> None:
+        producers = self.producers
+        while self._reading:
+            await asyncio.sleep(producers.poll)
+            for key in [k for k in self._reading if not producers.runs_here(k)]:
+                with contextlib.suppress(Exception):
+                    status = await producers.status(key)
+                    if status is not None and status.lost:
+                        logger.warning("producer %s lost its process; ending its output", key)
+                        await producers.end(key, "lost")
 
 
 async def publish_patiently(
