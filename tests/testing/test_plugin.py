@@ -16,7 +16,7 @@ from aiohttp import web
 import rxsse
 from rxsse.testing import wait_until
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_testing_blocks() -> list[str]:

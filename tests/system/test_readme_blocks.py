@@ -13,8 +13,8 @@ How each block is run, by what it is:
 - the JavaScript line: in Node (npm's ``eventsource``, standing in for a page the app served),
   against the README's first program;
 - blocks another test runs as written, and checks more of: the testing section's two test files
-  (``tests/test_plugin.py`` runs them with pytest), the nginx configuration
-  (``tests/test_deploy.py`` runs it in nginx), the gunicorn command (``tests/test_workers.py``
+  (``tests/testing/test_plugin.py`` runs them with pytest), the nginx configuration
+  (``tests/system/test_deploy.py`` runs it in nginx), the gunicorn command (``tests/system/test_workers.py``
   runs it with redis-server): here, that it is exactly what that test runs.
 """
 
@@ -38,7 +38,7 @@ import pytest
 
 from rxsse import MessageEvent, Parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 NODE_EVENTSOURCE = ROOT / "tests" / "clients" / "node_modules" / "eventsource" / "dist" / "index.js"
 PORT = 8080  # web.run_app's default, and the demo's: the port the blocks name
@@ -114,11 +114,11 @@ EXAMPLE_STREAMS = {
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
 def test_the_readme_block_runs(block: Block, tmp_path: Path, request: pytest.FixtureRequest):
     if block.lang == "nginx":
-        from tests.test_deploy import DEPLOY  # what test_deploy serves through nginx
+        from tests.system.test_deploy import DEPLOY  # what test_deploy serves through nginx
 
         assert block.code == DEPLOY.read_text()
     elif block.lang == "sh":
-        from tests.test_workers import readme_gunicorn_command  # what test_workers runs
+        from tests.system.test_workers import readme_gunicorn_command  # what test_workers runs
 
         assert block.code == readme_gunicorn_command()
     elif block.lang == "js":
@@ -126,7 +126,7 @@ def test_the_readme_block_runs(block: Block, tmp_path: Path, request: pytest.Fix
     elif block.lang != "python":
         pytest.fail(f"nothing runs a {block.lang!r} block: teach this test how")
     elif block.heading.startswith("Testing your own streams"):
-        from tests.test_plugin import readme_testing_blocks  # run by pytest, as test files
+        from tests.testing.test_plugin import readme_testing_blocks  # run by pytest, as test files
 
         assert block.code in readme_testing_blocks()
     elif (example := excerpted_example(block)) is not None:

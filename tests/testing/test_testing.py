@@ -86,7 +86,7 @@ def test_live_subscriptions_count_each_subscription_until_it_ends():
     assert (live.live, live.total, live.disposed) == (0, 2, 2)
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_example() -> str:
@@ -98,4 +98,4 @@ async def test_the_readme_example_passes(sse_server, live_subscriptions):
     namespace: dict[str, Any] = {}
     exec(compile(readme_example(), "README.md", "exec"), namespace)  # our own README's code
     test = namespace["test_a_client_that_leaves_disposes_its_subscription"]
-    await test(sse_server, live_subscriptions)  # (tests/test_plugin.py runs it with pytest)
+    await test(sse_server, live_subscriptions)  # (tests/testing/test_plugin.py runs it with pytest)

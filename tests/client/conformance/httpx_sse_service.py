@@ -3,7 +3,7 @@
 httpx-sse reads one response: it does not reconnect, so the service does not either (the
 reconnection cases measure that). Its request is httpx's, so method, body, headers and a read
 timeout can be set; it has no API for comments or a restart.
-Run it with ``python -m tests.client_conformance.httpx_sse_service 8001``.
+Run it with ``python -m tests.client.conformance.httpx_sse_service 8001``.
 """
 
 from __future__ import annotations

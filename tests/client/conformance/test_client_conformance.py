@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.client_conformance import httpx_sse_service
-from tests.client_conformance.harness import BASIC, Case, harness, load_cases
-from tests.client_conformance.rxsse_service import CAPABILITIES, create_app
+from tests.client.conformance import httpx_sse_service
+from tests.client.conformance.harness import BASIC, Case, harness, load_cases
+from tests.client.conformance.rxsse_service import CAPABILITIES, create_app
 
 CASES = load_cases()
 

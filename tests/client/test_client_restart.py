@@ -9,7 +9,7 @@ import pytest
 
 from rxsse import EventSource
 from rxsse.testing import wait_until
-from tests.client_conformance.stream_server import ServedStreams, served_streams
+from tests.client.conformance.stream_server import ServedStreams, served_streams
 
 
 @pytest.fixture

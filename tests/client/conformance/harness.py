@@ -19,7 +19,7 @@ plays the case's steps (``cases.json``): ``connect`` (await the client's next re
 its method, headers, body), ``send`` (text, optionally ``chunk`` bytes per write), ``end``,
 ``break``, ``command`` and ``expect`` (the next callbacks, in order).
 
-Run against a service: ``python -m tests.client_conformance.harness http://127.0.0.1:8000``.
+Run against a service: ``python -m tests.client.conformance.harness http://127.0.0.1:8000``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from tests.client_conformance.stream_server import Connection, StreamServer
+from tests.client.conformance.stream_server import Connection, StreamServer
 
 CASES_FILE = Path(__file__).with_name("cases.json")
 #: The capability of the cases every client must pass.

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from rxsse import EventSource
-from tests.client_conformance.stream_server import ServedStreams, served_streams
+from tests.client.conformance.stream_server import ServedStreams, served_streams
 
 
 @pytest.fixture

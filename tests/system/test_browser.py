@@ -17,7 +17,7 @@ import rxsse
 from examples import demo
 from rxsse import MessageEvent
 
-OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 
 
 @pytest.fixture

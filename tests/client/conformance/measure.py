@@ -1,6 +1,6 @@
 """Measure SSE clients with the conformance suite and print the capability table (Markdown).
 
-``python -m tests.client_conformance.measure``: rxsse, httpx-sse (both served in this
+``python -m tests.client.conformance.measure``: rxsse, httpx-sse (both served in this
 process) and npm's ``eventsource`` (its Node test service, when ``node`` is installed). Each
 cell is cases passed / cases run; "-" where the client's API has no way to ask for it.
 """
@@ -18,8 +18,8 @@ import aiohttp
 from aiohttp import web
 
 import rxsse.testing
-from tests.client_conformance import harness, httpx_sse_service, rxsse_service
-from tests.client_conformance.harness import BASIC, load_cases, measure
+from tests.client.conformance import harness, httpx_sse_service, rxsse_service
+from tests.client.conformance.harness import BASIC, load_cases, measure
 
 NODE_SERVICE = Path(__file__).with_name("node_service.mjs")
 

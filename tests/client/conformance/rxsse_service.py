@@ -1,6 +1,6 @@
 """The conformance test service for rxsse's ``EventSource`` (the protocol: ``harness.py``).
 
-Run it on its own with ``python -m tests.client_conformance.rxsse_service 8000``.
+Run it on its own with ``python -m tests.client.conformance.rxsse_service 8000``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from aiohttp import web
 
 import rxsse
 from rxsse import EventSource, MessageEvent, Parser
-from tests.client_conformance.stream_server import ServedStreams, served_streams
+from tests.client.conformance.stream_server import ServedStreams, served_streams
 
 
 def kinds(events: list[MessageEvent]) -> list[tuple[str, str | None]]:

@@ -17,7 +17,9 @@ import rxsse
 from rxsse import EventSource, EventSourceError, MessageEvent, observe
 from tests.conftest import LiveSubscriptions, free_port, wait_until
 
-VECTORS = json.loads((Path(__file__).with_name("conformance") / "wpt_vectors.json").read_text())
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[1] / "conformance" / "wpt_vectors.json").read_text()
+)
 
 
 def resumable_app(seen: list[str | None], *, per_connection: int = 3, total: int = 9) -> Any:
@@ -349,7 +351,7 @@ def test_a_bad_read_timeout_or_backoff_is_refused():
         EventSource("http://127.0.0.1:1/s", max_backoff=-1)
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_observe_example() -> str:

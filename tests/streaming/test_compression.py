@@ -269,7 +269,7 @@ def test_a_bad_compress_option_is_refused_when_made(value, message):
         rxsse.sse("/x", compress=value)(lambda: None)
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 async def test_the_readme_compression_example_serves_a_gzip_stream(serve):

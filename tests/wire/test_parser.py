@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from rxsse import MessageEvent, Parser
 
 # A copy of the web-platform-tests eventsource vectors (provenance: wpt_vectors.meta.json).
-VECTORS = json.loads((Path(__file__).with_name("conformance") / "wpt_vectors.json").read_text())
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[1] / "conformance" / "wpt_vectors.json").read_text()
+)
 
 
 def parse(*chunks: bytes | str) -> list[MessageEvent]:
