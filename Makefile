@@ -12,8 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)  ## Serve every example at http://127.0.0.1:8080
-	$(BIN)/python -m examples.demo
+PORT ?= 8080
+
+demo: $(STAMP)  ## Serve every example at http://127.0.0.1:$(PORT) (make demo PORT=8000)
+	$(BIN)/python -m examples.demo --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check rxsse tests examples bench

@@ -5,6 +5,8 @@ it, sends every emission as a ``text/event-stream`` frame, ends the response whe
 Observable completes, and disposes the subscription the moment the client disconnects.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .broker import Broker, EmitError
 from .brokers.memory import MemoryBroker
 from .bus import EventBus
@@ -17,12 +19,17 @@ from .failures import last_event_id
 from .metrics import BusMetrics, StreamMetrics
 from .options import StreamOptions
 from .parser import Parser
+from .presence import PresenceEvent
+from .producers import Producers, ProducerStatus
 from .routing import Guard, controller, delete, get, post, put, setup, sse
 from .scheduler import LoopScheduler
 from .sources import from_async_iterable
 from .speed import use_uvloop
 from .state import metrics, open_streams
 from .stream import DEFAULT_HEARTBEAT, SSE_HEADERS, StreamSession, stream
+
+if TYPE_CHECKING:
+    from .brokers.redis import RedisBroker
 
 __all__ = [
     "CORS",
@@ -40,6 +47,10 @@ __all__ = [
     "MemoryBroker",
     "MessageEvent",
     "Parser",
+    "PresenceEvent",
+    "ProducerStatus",
+    "Producers",
+    "RedisBroker",
     "StreamMetrics",
     "StreamOptions",
     "StreamSession",
@@ -62,3 +73,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # RedisBroker needs redis-py (``pip install rxsse[redis]``): imported when first asked for.
+    if name == "RedisBroker":
+        try:
+            from .brokers.redis import RedisBroker
+        except ModuleNotFoundError as error:
+            raise ImportError(
+                f"rxsse.RedisBroker needs redis-py ({error}): pip install 'rxsse[redis]'"
+            ) from error
+        return RedisBroker
+    raise AttributeError(f"module 'rxsse' has no attribute {name!r}")
