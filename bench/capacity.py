@@ -39,8 +39,7 @@ from aiohttp import web
 
 import rxsse
 from bench.common import free_port, save_table, start_redis, wait_for_port
-from rxsse import EventBus
-from rxsse.brokers.redis import RedisBroker
+from rxsse import EventBus, RedisBroker
 
 HEARTBEAT = 5.0
 TOPIC = "capacity"

@@ -27,7 +27,7 @@ from reactivex.subject import Subject
 import rxsse
 from bench.common import CLIENT_CORE, SERVER_CORE, cpu_seconds, pin, save_table, server_process
 from rxsse import MessageEvent
-from rxsse.compression import available
+from rxsse.streaming._compression import available
 
 SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN", "NVDA", "META", "TSLA", "ORCL")
 

@@ -35,8 +35,7 @@ from bench.common import (
 )
 from bench.loadclient import LoadClient, build
 from bench.run import PythonClients
-from rxsse import EventBus, MessageEvent
-from rxsse.brokers.redis import RedisBroker
+from rxsse import EventBus, MessageEvent, RedisBroker
 
 
 def server_app(bus: EventBus | None) -> web.Application:

@@ -30,8 +30,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from reactivex import operators as ops
 
 import rxsse
-from rxsse import EventBus, MessageEvent, controller, delete, get, post, sse
-from rxsse.producers import Producers
+from rxsse import EventBus, MessageEvent, Producers, controller, delete, get, post, sse
 
 PAGE = Path(__file__).with_name("static") / "chat.html"
 #: The browser reconnects this soon after a drop (milliseconds).

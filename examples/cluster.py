@@ -35,8 +35,7 @@ from types import FrameType
 from aiohttp import web
 
 from examples import demo
-from rxsse import EventBus, MessageEvent
-from rxsse.brokers.redis import RedisBroker
+from rxsse import EventBus, MessageEvent, RedisBroker
 
 #: What every open stream of a worker that is stopping gets, before it ends: a browser
 #: reconnects half a second later, to a worker that is running.

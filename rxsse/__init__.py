@@ -7,29 +7,38 @@ Observable completes, and disposes the subscription the moment the client discon
 
 from typing import TYPE_CHECKING, Any
 
-from .broker import Broker, EmitError
-from .brokers.memory import MemoryBroker
-from .bus import EventBus
+from ._errors import bad_request, json_error
+from ._event import MessageEvent
+from ._parser import Parser
+from ._speed import use_uvloop
+from .bus import (
+    Broker,
+    EmitError,
+    EventBus,
+    MemoryBroker,
+    PresenceEvent,
+    Producers,
+    ProducerStatus,
+)
+from .bus._metrics import BusMetrics
 from .client import EventSource, EventSourceError, observe
-from .cors import CORS
-from .docs import Docs
-from .errors import bad_request, json_error
-from .event import MessageEvent
-from .failures import last_event_id
-from .metrics import BusMetrics, StreamMetrics
-from .options import StreamOptions
-from .parser import Parser
-from .presence import PresenceEvent
-from .producers import Producers, ProducerStatus
-from .routing import Guard, controller, delete, get, post, put, setup, sse
-from .scheduler import LoopScheduler
-from .sources import from_async_iterable
-from .speed import use_uvloop
-from .state import metrics, open_streams
-from .stream import DEFAULT_HEARTBEAT, SSE_HEADERS, StreamSession, stream
+from .streaming import (
+    DEFAULT_HEARTBEAT,
+    SSE_HEADERS,
+    LoopScheduler,
+    StreamMetrics,
+    StreamOptions,
+    StreamSession,
+    from_async_iterable,
+    last_event_id,
+    metrics,
+    open_streams,
+    stream,
+)
+from .web import CORS, Docs, Guard, controller, delete, get, post, put, setup, sse
 
 if TYPE_CHECKING:
-    from .brokers.redis import RedisBroker
+    from .bus.redis import RedisBroker
 
 __all__ = [
     "CORS",
@@ -79,7 +88,7 @@ def __getattr__(name: str) -> Any:
     # RedisBroker needs redis-py (``pip install rxsse[redis]``): imported when first asked for.
     if name == "RedisBroker":
         try:
-            from .brokers.redis import RedisBroker
+            from .bus.redis import RedisBroker
         except ModuleNotFoundError as error:
             raise ImportError(
                 f"rxsse.RedisBroker needs redis-py ({error}): pip install 'rxsse[redis]'"

@@ -16,9 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 import rxsse
-import rxsse.broker
-from rxsse import EmitError, EventBus, MessageEvent
-from rxsse.brokers.redis import RedisBroker
+from rxsse import EmitError, EventBus, MessageEvent, RedisBroker
+from rxsse.bus._broker import Entry
 from tests.conftest import FrameReader, RedisServer, wait_until
 
 
@@ -432,7 +431,7 @@ async def test_the_bus_counters_are_served_with_the_stream_counters(serve):
 class BehindBroker:
     """A broker whose reader is behind: the client resumes from an id this process has not
     delivered yet (it comes from a process whose reader was ahead). A Broker of the test's
-    own, as the contract in rxsse.broker describes it, so the bus's side can be pinned down."""
+    own, as the contract in rxsse.bus._broker describes it, so the bus's side can be pinned down."""
 
     def __init__(self) -> None:
         self.sink: Any = None
@@ -454,7 +453,7 @@ class BehindBroker:
         return f"{seq}-e"
 
     def deliver(self, seq: int) -> None:
-        self.sink(rxsse.broker.Entry(seq, "t", MessageEvent(seq, id=f"{seq}-e")))
+        self.sink(Entry(seq, "t", MessageEvent(seq, id=f"{seq}-e")))
 
     async def close(self) -> None:
         pass

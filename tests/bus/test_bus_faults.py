@@ -17,8 +17,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 import rxsse
-from rxsse import EmitError, EventBus, MessageEvent, controller, post, sse
-from rxsse.brokers.redis import RedisBroker
+from rxsse import EmitError, EventBus, MessageEvent, RedisBroker, controller, post, sse
 from rxsse.testing import EventReader
 from tests.conftest import RedisServer, wait_until
 

@@ -16,8 +16,7 @@ import pytest
 from aiohttp import web
 
 import rxsse
-from rxsse import EmitError, EventBus, EventSource, MessageEvent
-from rxsse.brokers.redis import RedisBroker
+from rxsse import EmitError, EventBus, EventSource, MessageEvent, RedisBroker
 from tests.conftest import LiveSubscriptions, wait_until
 
 EVENTS = 50_000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rxsse.broker import parse_event_id
-from rxsse.brokers.epochs import contains, cover, diverges_after, parse_epochs
+from rxsse.bus._broker import parse_event_id
+from rxsse.bus.redis._epochs import contains, cover, diverges_after, parse_epochs
 
 
 def test_each_sequence_number_belongs_to_the_epoch_that_started_last_before_it():

@@ -15,8 +15,7 @@ import reactivex as rx
 from reactivex.disposable import Disposable
 
 from examples import chat
-from rxsse import EventBus, MessageEvent, Parser
-from rxsse.producers import Producers
+from rxsse import EventBus, MessageEvent, Parser, Producers
 from rxsse.testing import wait_until
 
 

@@ -20,7 +20,7 @@ from reactivex.subject import Subject
 
 import rxsse
 from rxsse import MessageEvent
-from rxsse.compression import check_compress, choose
+from rxsse.streaming._compression import check_compress, choose
 from tests.conftest import free_port, wait_until
 from tests.nginx import Nginx
 

@@ -13,8 +13,7 @@ from aiohttp import web
 from reactivex.subject import Subject
 
 import rxsse
-from rxsse import EventBus, MessageEvent
-from rxsse.brokers.memory import MemoryBroker
+from rxsse import EventBus, MemoryBroker, MessageEvent
 from tests.conftest import FrameReader, raw_get, wait_until
 
 

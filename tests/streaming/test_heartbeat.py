@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from rxsse.heartbeat import TICK, Heartbeats
+from rxsse.streaming._heartbeat import TICK, Heartbeats
 from tests.conftest import wait_until
 
 

@@ -10,7 +10,8 @@ import reactivex as rx
 from aiohttp import web
 
 import rxsse
-from rxsse.options import DEFAULTS, StreamKeywords, StreamOptions
+from rxsse import StreamOptions
+from rxsse.streaming._options import DEFAULTS, StreamKeywords
 
 BAD_VALUES: list[tuple[str, Any]] = [
     ("heartbeat", 0),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rxsse.limits import StreamLimits
-from rxsse.outbox import Outbox
+from rxsse.streaming._limits import StreamLimits
+from rxsse.streaming._outbox import Outbox
 
 
 def frames(count: int, size: int = 10) -> list[bytes]:

@@ -20,8 +20,7 @@ from typing import Any
 import aiohttp
 
 from examples.cluster import gunicorn_command
-from rxsse import EventBus, EventSource
-from rxsse.brokers.redis import RedisBroker
+from rxsse import EventBus, EventSource, RedisBroker
 from tests.conftest import ROOT, free_port, wait_until
 
 README = ROOT / "README.md"

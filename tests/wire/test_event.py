@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rxsse import MessageEvent
-from rxsse.event import comment_line
+from rxsse._event import comment_line
 
 
 def test_str_data_is_one_data_line():
@@ -154,8 +154,8 @@ def test_lone_surrogates_in_data_are_refused_when_encoded():
 
 
 def test_an_event_off_the_in_memory_bus_is_parsed_only_when_its_data_is_read(monkeypatch):
-    from rxsse import payload
-    from rxsse.event import own_json_event
+    from rxsse import _payload as payload
+    from rxsse._event import own_json_event
 
     parsed: list[str] = []
     loads = payload.loads

@@ -1,0 +1,151 @@
+"""How a stream that fails after it started ends, so that its clients do not reconnect into the
+same failure for ever.
+
+The failure is sent as one event of type ``error_event`` (``"stream-error"`` by default: a
+browser's ``EventSource`` hands an event of type ``error`` to ``onerror``, the handler of lost
+connections), then the response ends. Its id marks the failure: ``rxsse-failed:<n>:<last id>``,
+``n`` failures in a row, ``last id`` the last real event id the client had. A client that
+reconnects sends that mark back as ``Last-Event-ID``:
+
+- rxsse takes the mark off, so the handler's ``last_event_id`` is the last real id and the
+  stream resumes where it was (:func:`last_event_id` does the same in a handler of your own);
+- each failure in a row doubles the ``retry:`` the failure event asks for (from
+  ``error_retry`` seconds, up to a minute), so clients back off;
+- after ``max_failures`` in a row, the reconnect is answered ``204 No Content``, which makes a
+  browser's ``EventSource`` (and rxsse's client) stop.
+
+A stream that then sends events with ids starts the count again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from .._event import MessageEvent
+
+logger = logging.getLogger("rxsse.stream")
+
+#: The event type of a failure after the stream started.
+DEFAULT_ERROR_EVENT: Final = "stream-error"
+#: Seconds before the first reconnect after a failure (doubled for each failure in a row).
+DEFAULT_ERROR_RETRY: Final = 2.0
+#: Failures in a row after which a reconnect is answered 204.
+DEFAULT_MAX_FAILURES: Final = 6
+_MARK: Final = "rxsse-failed:"
+_MAX_RETRY_MS: Final = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class FailurePolicy:
+    """How a failed stream ends (the keywords of :func:`rxsse.stream`, checked once).
+
+    Attributes:
+        error_event: the event type that reports the failure.
+        error_retry: seconds the client waits before its first reconnect after a failure;
+            doubled for each failure in a row, up to a minute.
+        max_failures: failures in a row after which a reconnect is answered 204 (None: never).
+    """
+
+    error_event: str = DEFAULT_ERROR_EVENT
+    error_retry: float = DEFAULT_ERROR_RETRY
+    max_failures: int | None = DEFAULT_MAX_FAILURES
+
+    def __post_init__(self) -> None:
+        MessageEvent(type=self.error_event)  # the checks of an event type
+        if self.error_event in ("", "error", "message"):
+            raise ValueError(
+                f"error_event {self.error_event!r} would reach the browser's onerror or "
+                "onmessage: choose a type of its own"
+            )
+        retry = self.error_retry
+        if isinstance(retry, bool) or not isinstance(retry, (int, float)) or not 0 <= retry <= 60:
+            raise ValueError(f"error_retry must be a number of seconds in [0, 60], not {retry!r}")
+        limit = self.max_failures
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValueError(f"max_failures must be a positive int or None, not {limit!r}")
+
+    def gave_up(self, resume: Resume) -> bool:
+        """Whether this reconnect comes after ``max_failures`` failures in a row."""
+        return self.max_failures is not None and resume.failures >= self.max_failures
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a reconnecting client stands: its last real event id, and how many times in a row
+    its stream failed before."""
+
+    last_event_id: str | None
+    failures: int = 0
+
+
+def resume_of(request: web.BaseRequest) -> Resume:
+    """The resume point a request carries (``Last-Event-ID``, else the ``lastEventId`` query
+    parameter), with a failure mark taken off and counted."""
+    raw = request.headers.get("Last-Event-ID")
+    if raw is None:
+        raw = request.query.get("lastEventId")
+    if raw is None or not raw.startswith(_MARK):
+        return Resume(raw)
+    count, colon, last = raw[len(_MARK) :].partition(":")
+    if not colon or not count.isascii() or not count.isdigit() or len(count) > 6:
+        return Resume(raw)  # not a mark of ours after all: an id like any other
+    return Resume(last or None, int(count))
+
+
+def last_event_id(request: web.BaseRequest) -> str | None:
+    """The id a reconnecting client last received (``Last-Event-ID``, else the
+    ``lastEventId`` query parameter), without the mark a failed stream puts on it.
+
+    Use it in a handler that calls :func:`rxsse.stream` itself; ``@sse`` handlers get it as
+    their ``last_event_id`` parameter.
+
+    Example:
+        >>> bus.on("orders.*", last_event_id=rxsse.last_event_id(request))  # doctest: +SKIP
+    """
+    return resume_of(request).last_event_id
+
+
+def failure_event(
+    error: BaseException | None,
+    request: web.Request,
+    policy: FailurePolicy,
+    resume: Resume,
+    sent_id: str | None,
+) -> MessageEvent:
+    """The last event of a stream that failed after it started: no internals, a status, the
+    failure mark as its id, and the backed-off reconnection time. ``sent_id`` is the last
+    event id this response carried: if there was one, the client moved on, and the count of
+    failures in a row starts again."""
+    if isinstance(error, web.HTTPException):
+        status, message = error.status, error.reason
+    else:
+        logger.error("event stream %s failed", request.path, exc_info=error)
+        status, message = 500, "internal server error"
+    before = 0 if sent_id is not None else resume.failures
+    last_id = sent_id if sent_id is not None else resume.last_event_id
+    failures = before + 1
+    retry = min(round(policy.error_retry * 1000 * 2 ** min(before, 16)), _MAX_RETRY_MS)
+    data = json.dumps({"status": status, "message": message, "failures": failures})
+    try:
+        return MessageEvent(
+            data, id=f"{_MARK}{failures}:{last_id or ''}", type=policy.error_event, retry=retry
+        )
+    except ValueError:  # a resume point a client made up, which no id may carry
+        return MessageEvent(data, id=f"{_MARK}{failures}:", type=policy.error_event, retry=retry)
+
+
+def failure_frame(
+    error: BaseException | None,
+    request: web.Request,
+    policy: FailurePolicy,
+    last_id: str | None,
+) -> bytes:
+    """The frame that ends a stream that failed after it started (see :func:`failure_event`)."""
+    return failure_event(error, request, policy, resume_of(request), last_id).encode()
