@@ -1,10 +1,18 @@
 # One-command setup: every target below creates .venv and installs what it needs.
-PYTHON ?= python3
+
+# The supported Pythons, newest first. .venv (make demo, make test) is made with the newest
+# found: pyenv's builds first, then python3.X on the PATH, else python3.
+PYTHONS := 3.13 3.12 3.11
+find_python = $(firstword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python3) \
+	$(shell python$(1) -c 'import sys; print(sys.executable)' 2>/dev/null))
+PYTHON ?= $(firstword $(foreach v,$(PYTHONS),$(call find_python,$(v))) python3)
+# pyenv's shims find each of them (for nox).
+export PYENV_VERSION := $(subst $() $(),:,$(strip $(shell pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-9]\.[0-9]+$$')))
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-redis-oldest lint typecheck bench cluster clean
+.PHONY: demo test test-pythons test-redis-oldest lint typecheck bench cluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +39,16 @@ $(NODE_CLIENTS): tests/clients/package-lock.json
 	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 	touch $(NODE_CLIENTS)
 
-test: lint typecheck $(NODE_CLIENTS)  ## ruff, mypy --strict, then the test suite
+test: lint typecheck $(NODE_CLIENTS)  ## ruff, mypy --strict, then the test suite (newest Python)
+	$(BIN)/python -c 'import sys; print("the full suite on Python", sys.version.split()[0])'
 	$(BIN)/python -m pytest
+
+# The older supported Pythons, each in a venv of its own (nox): the suite less the system
+# tests, which the newest runs in make test. Fails when one of them is missing.
+OLDER_PYTHONS := $(wordlist 2,$(words $(PYTHONS)),$(PYTHONS))
+
+test-pythons: $(STAMP)  ## the tests on the older supported Pythons (3.11, 3.12)
+	$(BIN)/nox --error-on-missing-interpreters --python $(OLDER_PYTHONS)
 
 # The Redis tests again with the oldest redis-py that pyproject.toml allows.
 OLDEST_REDIS := 5.0.8
@@ -66,7 +82,7 @@ bench: $(BENCH_STAMP) bench/loadclient  ## rxsse against the limit and its peers
 	ulimit -n 20000 && $(BIN)/python -m bench.capacity
 
 clean:
-	rm -rf $(VENV) $(OLD_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(OLD_VENV) .nox .mypy_cache .ruff_cache .pytest_cache
 
 cluster: $(STAMP)  ## The demo on gunicorn: two workers on port 8081 sharing one redis-server
 	$(BIN)/python -m examples.cluster

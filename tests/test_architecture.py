@@ -44,10 +44,8 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
                 target = node.module or ""
             submodules = [f"{target}.{alias.name}" for alias in node.names]
             # ``from . import _payload`` imports a module, not its package's face.
-            if all(sub in modules for sub in submodules):
-                candidates = submodules
-            else:
-                candidates = [target]
+            in_package = all(sub in modules for sub in submodules)
+            candidates = submodules if in_package else [target]
         elif isinstance(node, ast.Import):
             candidates = [alias.name for alias in node.names]
         else:

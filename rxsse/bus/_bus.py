@@ -30,9 +30,9 @@ from typing import Any, Final
 
 from reactivex import Observable, abc
 
+from .._checks import check_count, check_seconds
 from .._event import MessageEvent
 from ..streaming._eager import Waiting, first_step
-from ..streaming._limits import positive_seconds
 from ..streaming._observing import inbox_of
 from ..streaming._sources import Attachable
 from ._broker import Broker, Entry, LogConfig, Replay, Span
@@ -79,11 +79,9 @@ class EventBus(PresenceOfBus):
         key_ttl: float = 3600.0,
         presence_interval: float = 1.0,
     ) -> None:
-        if isinstance(history, bool) or not isinstance(history, int) or history < 1:
-            raise ValueError(f"history must be a positive int, not {history!r}")
-        for name, value in (("max_age", max_age), ("key_ttl", key_ttl)):
-            if value is not None and not positive_seconds(value):
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        check_count("history", history)
+        check_seconds("max_age", max_age, optional=True)
+        check_seconds("key_ttl", key_ttl)
         if not 0.001 <= key_ttl <= _MAX_KEY_TTL:
             raise ValueError(f"key_ttl must be between 0.001 and {_MAX_KEY_TTL:,} seconds")
         self.broker: Broker = broker if broker is not None else MemoryBroker()

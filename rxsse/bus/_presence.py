@@ -23,7 +23,7 @@ from typing import Any, Literal
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from ..streaming._limits import positive_seconds
+from .._checks import check_seconds
 from ._shared import SharedState
 from ._topics import TopicPattern
 
@@ -106,8 +106,7 @@ class PresenceTracker:
     """
 
     def __init__(self, state: SharedState, *, interval: float = 1.0) -> None:
-        if not positive_seconds(interval):
-            raise ValueError(f"presence_interval must be positive seconds, not {interval!r}")
+        check_seconds("presence_interval", interval)
         self.interval = interval
         self.process = uuid.uuid4().hex[:12]
         self.state = state

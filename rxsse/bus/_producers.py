@@ -26,9 +26,9 @@ from aiohttp import web
 from reactivex import Observable
 from reactivex import operators as ops
 
+from .._checks import check_seconds
 from .._errors import json_error
 from .._event import MessageEvent
-from ..streaming._limits import positive_seconds
 from ._bus import EventBus
 from ._output import PUBLISH_PATIENCE, Output, OwnerCheck, ProducerStatus, Reason, publish_patiently
 
@@ -68,8 +68,7 @@ class Producers:
     ) -> None:
         times = (("ttl", ttl), ("idle_timeout", idle_timeout), ("poll", poll), ("lease", lease))
         for name, value in times:
-            if not positive_seconds(value):
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+            check_seconds(name, value)
         if not lease > poll:
             raise ValueError(f"lease ({lease!r}) must be longer than poll ({poll!r})")
         self.bus = bus

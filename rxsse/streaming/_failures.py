@@ -26,6 +26,7 @@ from typing import Final
 
 from aiohttp import web
 
+from .._checks import check_count
 from .._event import MessageEvent
 
 logger = logging.getLogger("rxsse.stream")
@@ -65,11 +66,7 @@ class FailurePolicy:
         retry = self.error_retry
         if isinstance(retry, bool) or not isinstance(retry, (int, float)) or not 0 <= retry <= 60:
             raise ValueError(f"error_retry must be a number of seconds in [0, 60], not {retry!r}")
-        limit = self.max_failures
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ValueError(f"max_failures must be a positive int or None, not {limit!r}")
+        check_count("max_failures", self.max_failures, optional=True)
 
     def gave_up(self, resume: Resume) -> bool:
         """Whether this reconnect comes after ``max_failures`` failures in a row."""

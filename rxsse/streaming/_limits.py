@@ -7,6 +7,8 @@ import random
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from .._checks import check_count, check_seconds, is_number
+
 #: What happens when a slow client makes a stream's buffer overflow.
 Overflow = Literal["disconnect", "drop_oldest", "drop_newest"]
 #: Default bounds of what may wait for one slow client.
@@ -40,23 +42,17 @@ class StreamLimits:
     lifetime_jitter: float = DEFAULT_LIFETIME_JITTER
 
     def __post_init__(self) -> None:
-        for name in ("frames", "bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"max_buffer_{name} must be a positive int, not {value!r}")
+        check_count("max_buffer_frames", self.frames)
+        check_count("max_buffer_bytes", self.bytes)
         if self.overflow not in ("disconnect", "drop_oldest", "drop_newest"):
             raise ValueError(
                 "overflow must be 'disconnect', 'drop_oldest' or 'drop_newest', "
                 f"not {self.overflow!r}"
             )
-        for name in ("send_timeout", "max_lifetime"):
-            value = getattr(self, name)
-            if value is not None and not positive_seconds(value):
-                raise ValueError(
-                    f"{name} must be a positive number of seconds or None, not {value!r}"
-                )
+        check_seconds("send_timeout", self.send_timeout, optional=True)
+        check_seconds("max_lifetime", self.max_lifetime, optional=True)
         jitter = self.lifetime_jitter
-        if not _number(jitter) or not 0 <= jitter < 1:
+        if not is_number(jitter) or not 0 <= jitter < 1:
             raise ValueError(f"lifetime_jitter must be a number in [0, 1), not {jitter!r}")
 
     def lifetime(self) -> float | None:
@@ -64,12 +60,3 @@ class StreamLimits:
         if self.max_lifetime is None:
             return None
         return self.max_lifetime * (1.0 - self.lifetime_jitter * random.random())
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-
-
-def positive_seconds(value: object) -> bool:
-    """Whether ``value`` is a usable positive, finite number of seconds."""
-    return _number(value) and 0 < value < float("inf")  # type: ignore[operator]

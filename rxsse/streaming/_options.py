@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict
 
+from .._checks import check_seconds
 from ._compression import check_compress
 from ._failures import DEFAULT_ERROR_EVENT, DEFAULT_ERROR_RETRY, DEFAULT_MAX_FAILURES, FailurePolicy
 from ._limits import (
@@ -22,7 +23,6 @@ from ._limits import (
     DEFAULT_SEND_TIMEOUT,
     Overflow,
     StreamLimits,
-    positive_seconds,
 )
 
 #: Seconds without output after which a heartbeat comment is sent (proxies drop idle streams).
@@ -63,11 +63,7 @@ class StreamOptions:
     failures: FailurePolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        heartbeat = self.heartbeat
-        if heartbeat is not None and not positive_seconds(heartbeat):
-            raise ValueError(
-                f"heartbeat must be a positive number of seconds or None, not {heartbeat}"
-            )
+        check_seconds("heartbeat", self.heartbeat, optional=True)
         if self.headers is not None:
             if not isinstance(self.headers, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()

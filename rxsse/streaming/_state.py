@@ -13,6 +13,7 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 
+from .._checks import check_count
 from .._event import MessageEvent
 from ._metrics import StreamMetrics
 
@@ -38,11 +39,7 @@ class Quota:
     __slots__ = ("limit", "used")
 
     def __init__(self, limit: int | None) -> None:
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ValueError(f"max_streams must be a positive int or None, not {limit!r}")
-        self.limit = limit
+        self.limit = check_count("max_streams", limit, optional=True)
         self.used = 0
 
     @property

@@ -27,10 +27,10 @@ from aiohttp.test_utils import make_mocked_request
 from reactivex import Observable, abc
 from reactivex.testing import TestScheduler
 
+from .._checks import check_seconds
 from .._event import MessageEvent
 from ..streaming._failures import failure_event, resume_of
 from ..streaming._heartbeat import Pulse
-from ..streaming._limits import positive_seconds
 from ..streaming._options import StreamKeywords, StreamOptions, options_of
 from ..streaming._writer import _HEARTBEAT_FRAME, _OPENING_FRAME
 from ..web._routing import _ROUTE, RouteSpec
@@ -176,8 +176,7 @@ def run_virtual(
     Unlike the server, a heartbeat comes exactly on time (the server's wheel may add up to
     50 ms), and nothing waits for a slow client.
     """
-    if not positive_seconds(until):
-        raise ValueError(f"until must be a positive number of seconds, not {until!r}")
+    check_seconds("until", until)
     settings = options_of(options, keywords, "run_virtual()")
     if route is not None:
         spec = getattr(route, _ROUTE, None)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
+from .._checks import check_count
 from .._errors import json_error
 
 # Request headers always allowed: browsers send Last-Event-ID when an EventSource reconnects
@@ -62,8 +63,7 @@ class CORS:
             raise ValueError("CORS needs at least one origin (or '*')")
         if "*" in origins and self.credentials:
             raise ValueError("CORS with credentials=True must name its origins; '*' is refused")
-        if isinstance(self.max_age, bool) or not isinstance(self.max_age, int) or self.max_age < 0:
-            raise ValueError(f"CORS max_age must be a non-negative int, not {self.max_age!r}")
+        check_count("CORS max_age", self.max_age, minimum=0)
         headers = {name.strip().lower() for name in (*_DEFAULT_HEADERS, *self.allow_headers)}
         object.__setattr__(self, "_origins", origins)
         object.__setattr__(self, "_headers", frozenset(headers))

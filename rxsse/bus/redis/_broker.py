@@ -43,6 +43,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from ..._checks import check_count, check_seconds
 from .._broker import EmitError, EmitFailures, LogConfig, Outgoing, Replay, Sink, Span, resolve
 from .._metrics import BusMetrics
 from .._topics import TopicPattern
@@ -84,10 +85,8 @@ class RedisBroker:
         emit_timeout: float = 5.0,
         max_pending: int = 10_000,
     ) -> None:
-        if not emit_timeout > 0:
-            raise ValueError(f"emit_timeout must be positive seconds, not {emit_timeout!r}")
-        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
-            raise ValueError(f"max_pending must be a positive int, not {max_pending!r}")
+        check_seconds("emit_timeout", emit_timeout)
+        check_count("max_pending", max_pending)
         self.url = url
         self._keys = RedisKeys(prefix)
         self._firehose_length = firehose
