@@ -1,4 +1,6 @@
-"""A stream's options as one typed, frozen object, checked once when it is made.
+"""A stream's options as one typed, frozen object, checked once when it is made, and the
+limits built from them (what one stream may cost: how much may wait for a slow client, how
+long a write may wait, how long the stream may live).
 
 ``StreamOptions`` holds what ``rxsse.stream``, ``@sse`` and ``setup`` accept as keywords. A
 route's options are the app's defaults with the route's own on top, merged and checked once
@@ -9,21 +11,67 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
-from .._checks import check_seconds
+from .._checks import check_count, check_seconds, is_number
 from ._compression import check_compress
 from ._failures import DEFAULT_ERROR_EVENT, DEFAULT_ERROR_RETRY, DEFAULT_MAX_FAILURES, FailurePolicy
-from ._limits import (
-    DEFAULT_BUFFER_BYTES,
-    DEFAULT_BUFFER_FRAMES,
-    DEFAULT_LIFETIME_JITTER,
-    DEFAULT_SEND_TIMEOUT,
-    Overflow,
-    StreamLimits,
-)
+
+#: What happens when a slow client makes a stream's buffer overflow.
+Overflow = Literal["disconnect", "drop_oldest", "drop_newest"]
+#: Default bounds of what may wait for one slow client.
+DEFAULT_BUFFER_FRAMES: Final = 10_000
+DEFAULT_BUFFER_BYTES: Final = 1 << 20
+#: Seconds a write may wait for a client that takes no data before the client is dropped.
+DEFAULT_SEND_TIMEOUT: Final = 30.0
+#: The share of ``max_lifetime`` by which each stream's lifetime is shortened at random.
+DEFAULT_LIFETIME_JITTER: Final = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """The limits of one stream (the keywords of :func:`rxsse.stream`, checked once).
+
+    Attributes:
+        max_buffer_frames: how many frames may wait for a slow client.
+        max_buffer_bytes: how many bytes may wait for a slow client.
+        overflow: what happens beyond either bound.
+        send_timeout: seconds a write may wait for the client to take data (None: forever).
+        max_lifetime: seconds after which the stream ends cleanly (None: never).
+        lifetime_jitter: each stream lives between ``(1 - jitter) * max_lifetime`` and
+            ``max_lifetime``, so streams opened together do not all reconnect together.
+    """
+
+    max_buffer_frames: int = DEFAULT_BUFFER_FRAMES
+    max_buffer_bytes: int = DEFAULT_BUFFER_BYTES
+    overflow: Overflow = "disconnect"
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT
+    max_lifetime: float | None = None
+    lifetime_jitter: float = DEFAULT_LIFETIME_JITTER
+
+    def __post_init__(self) -> None:
+        check_count("max_buffer_frames", self.max_buffer_frames)
+        check_count("max_buffer_bytes", self.max_buffer_bytes)
+        if self.overflow not in ("disconnect", "drop_oldest", "drop_newest"):
+            raise ValueError(
+                "overflow must be 'disconnect', 'drop_oldest' or 'drop_newest', "
+                f"not {self.overflow!r}"
+            )
+        check_seconds("send_timeout", self.send_timeout, optional=True)
+        check_seconds("max_lifetime", self.max_lifetime, optional=True)
+        jitter = self.lifetime_jitter
+        if not is_number(jitter) or not 0 <= jitter < 1:
+            raise ValueError(f"lifetime_jitter must be a number in [0, 1), not {jitter!r}")
+
+    def lifetime(self) -> float | None:
+        """This stream's lifetime in seconds: ``max_lifetime`` less a random share of it."""
+        if self.max_lifetime is None:
+            return None
+        return self.max_lifetime * (1.0 - self.lifetime_jitter * random.random())
+
 
 #: Seconds without output after which a heartbeat comment is sent (proxies drop idle streams).
 DEFAULT_HEARTBEAT: Final = 15.0
@@ -31,11 +79,46 @@ DEFAULT_HEARTBEAT: Final = 15.0
 
 @dataclass(frozen=True, slots=True)
 class StreamOptions:
-    """How a stream behaves: heartbeat, headers, what a slow client may cost, lifetime, and
-    how a failure ends (the keywords of :func:`rxsse.stream`, described there).
+    """How a stream behaves: heartbeat, headers, what a slow client may cost, lifetime, how a
+    failure ends, compression. ``rxsse.stream``, ``@sse`` and ``setup`` take the same names as
+    keywords (``StreamKeywords``).
 
     Every value is checked when the object is made: a bad one is a ``ValueError`` (a wrong
     name a ``TypeError``) at import or ``setup`` time, not when a request comes.
+
+    Attributes:
+        heartbeat: seconds without output after which a ``: ping`` comment is sent (each
+            time the stream has been silent that long), or ``None`` for no heartbeat.
+        headers: extra response headers, added to (and able to override) :data:`SSE_HEADERS`.
+        max_buffer_frames: how many frames may wait for a client that lags behind: frames
+            that arrived while a write was already waiting for it. (A burst that arrives while
+            the client keeps up is written as fast as the client takes it.)
+        max_buffer_bytes: how many bytes may wait for a client that lags behind.
+        overflow: what happens when a slow client makes either bound overflow:
+            ``"disconnect"`` closes the stream (the client reconnects and resumes from its
+            ``Last-Event-ID``, e.g. out of an EventBus log, so nothing is lost);
+            ``"drop_oldest"`` / ``"drop_newest"`` drop frames and count them in
+            :func:`rxsse.metrics`.
+        send_timeout: seconds a write may wait for a client that takes no data; then the
+            connection is dropped. Also the longest the kernel keeps sending to a client that
+            acknowledges nothing (``TCP_USER_TIMEOUT``), so a client that vanished without
+            closing is dropped within ``heartbeat + send_timeout`` (``2 * send_timeout``
+            without heartbeat). ``None``: wait as long as the connection stays up.
+        max_lifetime: seconds after which the stream ends cleanly, so that the client
+            reconnects (with its ``Last-Event-ID``), e.g. to spread long-lived connections over
+            new server processes (``None``: no limit).
+        lifetime_jitter: each stream's lifetime is ``max_lifetime`` less a random share of up
+            to this fraction, so streams opened together do not all reconnect together.
+        error_event: the event type of the failure of a stream that had started (its data
+            says what failed); not ``error``, which a browser hands to ``onerror``.
+        error_retry: seconds a client waits before it reconnects after a failure, doubled
+            for each failure in a row (up to a minute).
+        max_failures: failures in a row after which a reconnect is answered 204, which stops
+            a browser (``None``: never).
+        compress: compress the stream for a client whose ``Accept-Encoding`` accepts it
+            (``True``: gzip, then zstd and brotli when their packages are installed; or the
+            encodings to offer, in order, e.g. ``("zstd", "gzip")``). Each write is flushed,
+            so every event arrives at once.
 
     Example:
         >>> options = StreamOptions(heartbeat=30.0, max_lifetime=3600.0)

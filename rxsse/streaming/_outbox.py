@@ -10,7 +10,7 @@ oldest first, so the lagging frames are always the newest ones.
 
 from __future__ import annotations
 
-from ._limits import StreamLimits
+from ._options import StreamLimits
 
 
 class Outbox:
@@ -19,7 +19,7 @@ class Outbox:
     Pure bookkeeping: no I/O, no clock, no loop.
 
     Example:
-        >>> box = Outbox(StreamLimits(frames=2, overflow="drop_oldest"))
+        >>> box = Outbox(StreamLimits(max_buffer_frames=2, overflow="drop_oldest"))
         >>> [box.add(b"%d" % n, lagging=True) for n in range(4)]
         [False, False, False, False]
         >>> box.dropped, box.take(1024)
@@ -118,7 +118,10 @@ class Outbox:
         self.bytes = self._lag_frames = self._lag_bytes = 0
 
     def _over(self) -> bool:
-        return self._lag_frames > self._limits.frames or self._lag_bytes > self._limits.bytes
+        return (
+            self._lag_frames > self._limits.max_buffer_frames
+            or self._lag_bytes > self._limits.max_buffer_bytes
+        )
 
     def _drop(self) -> None:
         frames = self._frames

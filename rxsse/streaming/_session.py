@@ -147,13 +147,13 @@ class StreamSession(LoopObserver, Follower):
             writer.release(keep_write=self._end is End.COMPLETED)
         return response
 
-    def close(self, final_event: MessageEvent | None = None) -> None:
-        """End the stream from the server side: send ``final_event`` (if any) after what is
+    def close(self, shutdown_event: MessageEvent | None = None) -> None:
+        """End the stream from the server side: send ``shutdown_event`` (if any) after what is
         pending, then end the response."""
-        if final_event is not None and self._end is None:
+        if shutdown_event is not None and self._end is None:
             if isinstance(self._subscription, Following):
                 self._subscription.catch_up()  # what its source sent before, first
-            self._next(final_event)
+            self._next(shutdown_event)
         self._finish(End.SHUTDOWN)
 
     # -- the observer's side, on the loop (see LoopObserver) ------------------------------------

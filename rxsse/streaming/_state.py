@@ -23,8 +23,8 @@ logger = logging.getLogger("rxsse.shutdown")
 class OpenStream(Protocol):
     """An open stream, as shutdown and the disconnect watch see it."""
 
-    def close(self, final_event: MessageEvent | None = None) -> None:
-        """End the stream from the server side (after ``final_event``, if given)."""
+    def close(self, shutdown_event: MessageEvent | None = None) -> None:
+        """End the stream from the server side (after ``shutdown_event``, if given)."""
 
     def transport_lost(self) -> bool:
         """Whether the stream's connection is closed or closing."""
@@ -56,13 +56,13 @@ class AppStreams:
         metrics: the counters of the app's streams.
         streams: the open streams: shutdown ends them, the disconnect watch checks them.
         quota: the streams open at once across the app's ``@sse`` routes.
-        final_event: sent to every open stream at shutdown, before it ends.
+        shutdown_event: sent to every open stream at shutdown, before it ends.
     """
 
     metrics: StreamMetrics = field(default_factory=StreamMetrics)
     streams: set[OpenStream] = field(default_factory=set)
     quota: Quota = field(default_factory=lambda: Quota(None))
-    final_event: MessageEvent | None = None
+    shutdown_event: MessageEvent | None = None
 
 
 #: The streaming layer's key in an application.
@@ -120,4 +120,4 @@ async def _end_open_streams(app: web.Application) -> None:
     if streams:
         logger.info("ending %d open event streams for shutdown", len(streams))
     for stream in streams:
-        stream.close(state.final_event)
+        stream.close(state.shutdown_event)

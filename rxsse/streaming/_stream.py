@@ -49,39 +49,9 @@ def stream(
         source: an Observable (or an async iterable) of :class:`MessageEvent` or plain values;
             a plain value ``v`` is sent as ``MessageEvent(data=v)``.
         options: a :class:`~rxsse.StreamOptions` (made and checked once, e.g. at
-            import); the keywords below change it for this call.
-        heartbeat: seconds without output after which a ``: ping`` comment is sent (each
-            time the stream has been silent that long), or ``None`` for no heartbeat.
-        headers: extra response headers, added to (and able to override) :data:`SSE_HEADERS`.
-        max_buffer_frames: how many frames may wait for a client that lags behind: frames
-            that arrived while a write was already waiting for it. (A burst that arrives while
-            the client keeps up is written as fast as the client takes it.)
-        max_buffer_bytes: how many bytes may wait for a client that lags behind.
-        overflow: what happens when a slow client makes either bound overflow:
-            ``"disconnect"`` closes the stream (the client reconnects and resumes from its
-            ``Last-Event-ID``, e.g. out of an EventBus log, so nothing is lost);
-            ``"drop_oldest"`` / ``"drop_newest"`` drop frames and count them in
-            :func:`rxsse.metrics`.
-        send_timeout: seconds a write may wait for a client that takes no data; then the
-            connection is dropped. Also the longest the kernel keeps sending to a client that
-            acknowledges nothing (``TCP_USER_TIMEOUT``), so a client that vanished without
-            closing is dropped within ``heartbeat + send_timeout`` (``2 * send_timeout``
-            without heartbeat). ``None``: wait as long as the connection stays up.
-        max_lifetime: seconds after which the stream ends cleanly, so that the client
-            reconnects (with its ``Last-Event-ID``), e.g. to spread long-lived connections over
-            new server processes (``None``: no limit).
-        lifetime_jitter: each stream's lifetime is ``max_lifetime`` less a random share of up
-            to this fraction, so streams opened together do not all reconnect together.
-        error_event: the event type of the failure of a stream that had started (see
-            :mod:`rxsse.streaming._failures`); not ``error``, which a browser hands to ``onerror``.
-        error_retry: seconds a client waits before it reconnects after a failure, doubled
-            for each failure in a row (up to a minute).
-        max_failures: failures in a row after which a reconnect is answered 204, which stops
-            a browser (``None``: never).
-        compress: compress the stream for a client whose ``Accept-Encoding`` accepts it
-            (``True``: gzip, then zstd and brotli when their packages are installed; or the
-            encodings to offer, in order, e.g. ``("zstd", "gzip")``). Each write is flushed,
-            so every event arrives at once; see :mod:`rxsse.streaming._compression`.
+            import); ``keywords`` change it for this call.
+        keywords: any field of :class:`~rxsse.StreamOptions` (``heartbeat``, ``headers``,
+            ``max_buffer_frames``...), each described there.
 
     Raises:
         web.HTTPException: when ``source`` fails before the stream has started (its own

@@ -13,7 +13,7 @@ from typing import cast
 from aiohttp import web
 
 from ._compression import compressor
-from ._limits import StreamLimits
+from ._options import StreamLimits
 from ._watch import detect_dead_peer
 from ._writing import write_now
 

@@ -11,8 +11,8 @@ from typing import Final, Protocol
 from .._event import comment_line
 from ._coalescing import MAX_BYTES, Coalescer
 from ._fanout import Batch
-from ._limits import StreamLimits
 from ._metrics import End
+from ._options import StreamLimits
 from ._outbox import Outbox
 from ._state import AppStreams
 from ._wire import Wire

@@ -253,10 +253,10 @@ class _Run:
         if due is not None and self.ended is None:
             self.timers.append(self.scheduler.schedule_absolute(due, self._beat))
 
-    def shut_down(self, scheduler: abc.SchedulerBase, final_event: Any = None) -> None:
-        """The server shuts down: ``final_event`` (if any), then the end (as on SIGTERM)."""
-        if final_event is not None:
-            self._next(final_event)
+    def shut_down(self, scheduler: abc.SchedulerBase, shutdown_event: Any = None) -> None:
+        """The server shuts down: ``shutdown_event`` (if any), then the end (as on SIGTERM)."""
+        if shutdown_event is not None:
+            self._next(shutdown_event)
         self._finish("shutdown")
 
     def _expire(self, scheduler: abc.SchedulerBase, state: Any = None) -> None:

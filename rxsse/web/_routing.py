@@ -206,7 +206,7 @@ def setup(
     if max_streams is not None:
         streams.quota.limit = Quota(max_streams).limit  # (checked first)
     if shutdown_event is not None:
-        streams.final_event = shutdown_event
+        streams.shutdown_event = shutdown_event
     counters = streams.metrics
     if json_errors and json_errors_middleware not in app.middlewares:
         app.middlewares.append(json_errors_middleware)

@@ -13,7 +13,7 @@ from reactivex import operators as ops
 
 import rxsse
 from rxsse import EventSource, MessageEvent
-from rxsse.streaming._limits import StreamLimits
+from rxsse.streaming._options import StreamLimits
 from tests.conftest import LiveSubscriptions, raw_get, wait_until
 
 
