@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 from typing import Any, Final
 
 from reactivex import Observable, abc
@@ -41,6 +40,7 @@ from ._memory import MemoryBroker
 from ._metrics import BusMetrics
 from ._presence import PresenceOfBus, PresenceTracker, check_member
 from ._publishing import Publisher, on_loop, outgoing
+from ._retry import retry
 from ._shared import SharedState, shared_state_of
 from ._topics import TopicPattern
 
@@ -308,17 +308,13 @@ async def _replay_patiently(broker: Broker, span: Span) -> Replay:
     """The broker's replay. While the broker cannot be reached (a Redis restarting), ask again
     with backoff for up to :data:`REPLAY_PATIENCE` seconds: the client's stream stays open and
     its live events wait in its buffer."""
-    deadline = time.monotonic() + REPLAY_PATIENCE
-    delay = 0.05
-    while True:
-        try:
-            return await broker.replay(*span)
-        except (ConnectionError, TimeoutError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            logger.info("a resume could not reach the broker (%s); retrying", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+
+    def said(exc: BaseException) -> None:
+        logger.info("a resume could not reach the broker (%s); retrying", exc)
+
+    return await retry(
+        lambda: broker.replay(*span), (ConnectionError, TimeoutError), REPLAY_PATIENCE, said
+    )
 
 
 class _Leave(abc.DisposableBase):

@@ -22,6 +22,7 @@ from reactivex import Observable
 from .._event import MessageEvent
 from ._broker import EmitError
 from ._bus import EventBus
+from ._retry import retry
 
 logger = logging.getLogger("rxsse.producers")
 
@@ -182,16 +183,9 @@ async def publish_patiently(
 ) -> str:
     """``bus.publish`` with an idempotency key, retried while the broker is away (for up to
     :data:`PUBLISH_PATIENCE` seconds)."""
-    deadline = time.monotonic() + PUBLISH_PATIENCE
-    delay = 0.05
-    while True:
-        try:
-            return await bus.publish(topic, data, type=type, key=key)
-        except EmitError:
-            if time.monotonic() + delay > deadline:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+    return await retry(
+        lambda: bus.publish(topic, data, type=type, key=key), EmitError, PUBLISH_PATIENCE
+    )
 
 
 async def _items_of(source: Observable[Any]) -> AsyncIterator[Any]:

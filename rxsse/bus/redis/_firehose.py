@@ -3,7 +3,6 @@ order, across reconnects and data sets that go back in time (see :mod:`rxsse.bus
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, Final
@@ -14,6 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..._event import MessageEvent
 from .._broker import Entry, Sink
+from .._retry import Backoff
 from ._epochs import FENCE, Epochs, cover, diverges_after, parse_epochs
 
 logger = logging.getLogger("rxsse.redis")
@@ -105,7 +105,7 @@ class Firehose:
 
     async def run(self) -> None:
         """Follow the firehose until cancelled, reconnecting with backoff."""
-        backoff = 0.05
+        backoff = Backoff(most=2.0)
         lost = False
         while not self._closing():  # a cancel the client library swallowed stops it here
             try:
@@ -114,22 +114,20 @@ class Firehose:
                     lost = False
                     logger.info("reconnected to Redis at %s", self._url)
                 await self._read_once()
-                backoff = 0.05
+                backoff.reset()
             except UNAVAILABLE as exc:
                 if self._closing():
                     return
                 if not lost:
                     logger.warning("lost Redis at %s (%s); retrying", self._url, exc)
                 lost = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await backoff.wait()
             except Exception:  # keep following whatever went wrong; subscribers stay
                 if self._closing():
                     return
                 logger.exception("reading events from Redis at %s failed; retrying", self._url)
                 lost = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await backoff.wait()
 
     async def _read_once(self) -> None:
         client, keys = self._client, self._keys
