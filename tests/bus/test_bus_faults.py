@@ -23,7 +23,7 @@ from tests.conftest import RedisServer, wait_until
 
 
 def orders_app(bus: EventBus) -> web.Application:
-    """The README's Orders example: POST /orders publishes its body (idempotent with an
+    """The Orders example of docs/bus.md: POST /orders publishes its body (idempotent with an
     ``Idempotency-Key``), GET /orders/events streams it, resuming from Last-Event-ID."""
 
     @controller()

@@ -351,11 +351,11 @@ def test_a_bad_read_timeout_or_backoff_is_refused():
         EventSource("http://127.0.0.1:1/s", max_backoff=-1)
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CLIENT = Path(__file__).resolve().parents[2] / "docs" / "client.md"
 
 
 def readme_observe_example() -> str:
-    section = README.read_text().split("## The client", 1)[1]
+    section = CLIENT.read_text()
     blocks = section.split("```python\n")[1:]
     (block,) = [b.split("```", 1)[0] for b in blocks if "observe(" in b.split("```", 1)[0]]
     return block
@@ -368,9 +368,9 @@ async def test_the_readme_observe_example_runs_as_written_without_a_loop(serve):
     code = readme_observe_example().replace("http://127.0.0.1:8080", server.base_url.rstrip("/"))
     printed: list[Any] = []
     namespace: dict[str, Any] = {"print": printed.append}
-    compiled = compile(code, "README.md", "exec", dont_inherit=True)
+    compiled = compile(code, "client.md", "exec", dont_inherit=True)
     # Plain code, in a thread with no event loop, as a script would run it.
-    await asyncio.to_thread(exec, compiled, namespace)  # our own README's code
+    await asyncio.to_thread(exec, compiled, namespace)  # our own docs' code
     (ticks,) = printed
     assert [tick["count"] for tick in ticks] == [0, 1, 2]
 

@@ -1,4 +1,5 @@
-"""The README's client examples run as written (against the demo app where they need one)."""
+"""The client examples of docs/client.md run as written (against the demo app where they need
+one)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CLIENT = Path(__file__).resolve().parents[2] / "docs" / "client.md"
 
 
 def readme_block(heading: str) -> str:
-    """The first Python block under ``heading`` of the README's client section."""
-    section = README.read_text().split("## The client", 1)[1].split("\n## ", 1)[0]
+    """The first Python block under ``heading`` of the client's page."""
+    section = CLIENT.read_text()
     part = section.split(heading, 1)[1]
     return part.split("```python\n", 1)[1].split("```", 1)[0]
 
@@ -24,13 +25,13 @@ async def run(code: str) -> list[Any]:
         printed.append(values if len(values) > 1 else values[0])
 
     namespace: dict[str, Any] = {"print": record, "__name__": "readme"}
-    compiled = compile(code, "README.md", "exec", dont_inherit=True)
-    await asyncio.to_thread(exec, compiled, namespace)  # our own README's code
+    compiled = compile(code, "client.md", "exec", dont_inherit=True)
+    await asyncio.to_thread(exec, compiled, namespace)  # our own docs' code
     return printed
 
 
 async def test_the_readme_post_example_runs_as_written():
-    printed = await run(readme_block("### Streams that answer a POST"))
+    printed = await run(readme_block("## Streams that answer a POST"))
     assert printed == [("comment:", "thinking"), "to", "be", "or", "not"]
 
 
@@ -38,7 +39,7 @@ async def test_the_readme_restart_example_runs_as_written(serve):
     from examples import demo
 
     server = await serve(demo.create_app())
-    code = readme_block("### `restart()`").replace(
+    code = readme_block("## `restart()`").replace(
         "http://127.0.0.1:8080", server.base_url.rstrip("/")
     )
     *ids, connections = await run(code)

@@ -269,14 +269,14 @@ def test_a_bad_compress_option_is_refused_when_made(value, message):
         rxsse.sse("/x", compress=value)(lambda: None)
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PRODUCTION = Path(__file__).resolve().parents[2] / "docs" / "production.md"
 
 
 async def test_the_readme_compression_example_serves_a_gzip_stream(serve):
-    section = README.read_text().split("### Compression", 1)[1]
+    section = PRODUCTION.read_text().split("## Compression", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec", dont_inherit=True), namespace)  # our README's code
+    exec(compile(code, "production.md", "exec", dont_inherit=True), namespace)  # our docs' code
     server = await serve(namespace["app"])
     session = aiohttp.ClientSession(auto_decompress=False)
     try:

@@ -4,7 +4,7 @@
 The stream has named types, multi-line data, U+2028 and text outside the BMP, JSON, ids, a
 ``retry:`` longer than every client's default, heartbeats after an id was seen, a completion,
 a resume with ``Last-Event-ID``, a failure, and a 204 that stops the clients. Every client must
-get exactly the same events; the README's client table says what each does.
+get exactly the same events; the client table of docs/deploying.md says what each does.
 """
 
 from __future__ import annotations

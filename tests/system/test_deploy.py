@@ -1,5 +1,5 @@
-"""Deployed as the README says: an rxsse app behind Debian's nginx with TLS and HTTP/2, run from
-``examples/deploy/nginx.conf`` as shipped (ports, certificate and times changed), with a
+"""Deployed as docs/deploying.md says: an rxsse app behind Debian's nginx with TLS and HTTP/2,
+run from ``examples/deploy/nginx.conf`` as shipped (ports, certificate and times changed), with a
 certificate the test makes. Over HTTP/2 one page holds 12 EventSources and still fetches; over
 HTTP/1.1 straight to the app the same page gets 6, which is what the proxy buys. An idle stream
 opens at once behind the proxy, outlives a proxy read timeout just above its heartbeat, and
@@ -245,5 +245,5 @@ async def test_slow_loris_clients_are_closed_by_the_proxy(deploy):
 
 
 def test_the_readme_shows_the_tested_configuration():
-    blocks = re.findall(r"```nginx\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    blocks = re.findall(r"```nginx\n(.*?)```", (ROOT / "docs" / "deploying.md").read_text(), re.S)
     assert blocks == [DEPLOY.read_text()]

@@ -23,7 +23,7 @@ from examples.cluster import gunicorn_command
 from rxsse import EventBus, EventSource, RedisBroker
 from tests.conftest import ROOT, free_port, wait_until
 
-README = ROOT / "README.md"
+DEPLOYING = ROOT / "docs" / "deploying.md"
 
 EMAIL = "load@example.com"
 EVENTS = 20_000
@@ -225,7 +225,7 @@ async def _stop_holding_streams(server: Gunicorn, count: int) -> None:
 async def test_the_readmes_gunicorn_command_serves_streams_from_two_workers(
     own_redis_server, tmp_path
 ):
-    """The README's command as written, with the test's own Redis and port."""
+    """The gunicorn command of docs/deploying.md as written, with the test's own Redis and port."""
     port = free_port()
     log = tmp_path / "gunicorn.log"
     server = _readme_gunicorn(own_redis_server.url, port, log)
@@ -252,9 +252,9 @@ def _group_alive(group: int) -> bool:
 
 
 def readme_gunicorn_command() -> str:
-    """The README's gunicorn command (its ``sh`` block), as written."""
-    block = re.search(r"```sh\n(RXSSE_REDIS_URL=.*?gunicorn.*?)```", README.read_text(), re.S)
-    assert block is not None, "the README has no gunicorn command"
+    """The gunicorn command of docs/deploying.md (its ``sh`` block), as written."""
+    block = re.search(r"```sh\n(RXSSE_REDIS_URL=.*?gunicorn.*?)```", DEPLOYING.read_text(), re.S)
+    assert block is not None, "docs/deploying.md has no gunicorn command"
     return block[1]
 
 

@@ -16,13 +16,12 @@ from aiohttp import web
 import rxsse
 from rxsse.testing import wait_until
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+TESTING = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
 
 
 def readme_testing_blocks() -> list[str]:
-    """The code blocks of the README's testing section, as written."""
-    section = README.read_text().split("## Testing your own streams", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    """The code blocks of docs/testing.md, as written."""
+    return re.findall(r"```python\n(.*?)```", TESTING.read_text(), re.S)
 
 
 def user_project(root: Path, files: dict[str, str]) -> Path:

@@ -86,16 +86,16 @@ def test_live_subscriptions_count_each_subscription_until_it_ends():
     assert (live.live, live.total, live.disposed) == (0, 2, 2)
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+TESTING = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
 
 
 def readme_example() -> str:
-    section = README.read_text().split("## Testing your own streams", 1)[1]
+    section = TESTING.read_text()
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 async def test_the_readme_example_passes(sse_server, live_subscriptions):
     namespace: dict[str, Any] = {}
-    exec(compile(readme_example(), "README.md", "exec"), namespace)  # our own README's code
+    exec(compile(readme_example(), "testing.md", "exec"), namespace)  # our own docs' code
     test = namespace["test_a_client_that_leaves_disposes_its_subscription"]
     await test(sse_server, live_subscriptions)  # (tests/testing/test_plugin.py runs it with pytest)

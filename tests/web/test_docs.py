@@ -113,20 +113,20 @@ async def test_the_documents_describe_every_stream_and_route(demo_docs):
     assert "400" in verify["responses"]
 
 
-README = ROOT / "README.md"
+STREAMS = ROOT / "docs" / "streams.md"
 
 
 def readme_typed_example() -> str:
-    """The code block of the README's "Typed streams" section, as written."""
-    section = README.read_text().split("## Typed streams", 1)[1]
+    """The code block of the "Typed streams" section of docs/streams.md, as written."""
+    section = STREAMS.read_text().split("## Typed streams", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 async def test_the_readmes_typed_streams_example_runs_as_written(serve):
     namespace: dict[str, Any] = {"__name__": "readme_typed"}
     # As written: not under this module's `from __future__ import annotations`.
-    code = compile(readme_typed_example(), "README.md", "exec", dont_inherit=True)
-    exec(code, namespace)  # our own README's code
+    code = compile(readme_typed_example(), "streams.md", "exec", dont_inherit=True)
+    exec(code, namespace)  # our own docs' code
     server = await serve(namespace["app"])
     async with server.get("/prices/ACME") as response:
         frame = await FrameReader(response).next()
@@ -214,6 +214,6 @@ async def test_the_explorer_drives_a_stream_in_chromium(browser, serve):
         assert await page.locator('section[data-route="POST /verify"]').count() == 1
         OUTPUT.mkdir(exist_ok=True)
         await page.screenshot(path=str(OUTPUT / "explorer.png"), full_page=True)
-        await stream.screenshot(path=str(OUTPUT / "explorer-stream.png"))  # (the README's)
+        await stream.screenshot(path=str(OUTPUT / "explorer-stream.png"))  # (docs/explorer.png)
     finally:
         await page.close()

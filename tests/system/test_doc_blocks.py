@@ -1,5 +1,8 @@
-"""Every fenced code block of the README runs as written: one test per block, so that a new block
-nobody runs fails here.
+"""Every fenced code block of the README and of the pages in ``docs/`` runs as written: one test
+per block, named by its page, its number there and its heading, so that a new block nobody runs
+fails here. Every Python block also type-checks with ``mypy --strict``. What the pages list
+is checked against the code: the API reference names every public name, the extras tables
+every extra, the loggers named are rxsse's, and the README's links lead to files.
 
 How each block is run, by what it is:
 
@@ -7,21 +10,30 @@ How each block is run, by what it is:
   prints); one that serves (``web.run_app``) is served on its port until one of its streams sends
   an event, then stopped with Ctrl-C; a client of the demo app gets the demo at
   http://127.0.0.1:8080 for its run;
-- an excerpt of an example (a tutorial step, whose heading links ``examples/NAME.py``): its code,
-  line by line and in order, is the file's (comments aside; a ``...`` line skips lines), and the
-  example itself is served and sends an event;
+- an excerpt of an example (a tutorial step, whose heading links ``../examples/NAME.py``): its
+  code, line by line and in order, is the file's (comments aside; a ``...`` line skips lines),
+  and the example itself is served and sends an event;
 - the JavaScript line: in Node (npm's ``eventsource``, standing in for a page the app served),
-  against the README's first program;
-- blocks another test runs as written, and checks more of: the testing section's two test files
+  against the first program of its page;
+- the install commands: each names this project (a clone's path, ``/path/to/rxsse``, or a git
+  URL of it) with extras that pyproject.toml has, in pip's syntax. pip itself is not run: it
+  would build the package and install it over the one under test;
+- blocks another test runs as written, and checks more of: the testing page's two test files
   (``tests/testing/test_plugin.py`` runs them with pytest), the nginx configuration
-  (``tests/system/test_deploy.py`` runs it in nginx), the gunicorn command (``tests/system/test_workers.py``
-  runs it with redis-server): here, that it is exactly what that test runs.
+  (``tests/system/test_deploy.py`` runs it in nginx), the gunicorn command
+  (``tests/system/test_workers.py`` runs it with redis-server): here, that it is exactly what that
+  test runs.
+
+Types: one ``mypy --strict`` run checks every Python block, each a module of its own (a block
+that goes on from another, after that one's code). An excerpt cannot be checked alone: its
+example file, which it is line by line, is checked instead.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import re
 import signal
@@ -29,17 +41,21 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
+import rxsse
 from rxsse import MessageEvent, Parser
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NODE_EVENTSOURCE = ROOT / "tests" / "clients" / "node_modules" / "eventsource" / "dist" / "index.js"
 PORT = 8080  # web.run_app's default, and the demo's: the port the blocks name
 TIMEOUT = 30.0
@@ -47,8 +63,9 @@ TIMEOUT = 30.0
 
 @dataclass(frozen=True)
 class Block:
-    """One fenced code block: its number in the README (from 1), the heading it is under."""
+    """One fenced code block: its page, its number there (from 1), the heading it is under."""
 
+    page: str
     number: int
     heading: str
     lang: str
@@ -57,32 +74,45 @@ class Block:
     @property
     def id(self) -> str:
         title = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", self.heading).replace("`", "")
-        return f"{self.number:02d} {title.split(' — ')[0]}"
+        return f"{self.page} {self.number:02d} {title.split(' — ')[0]}"
+
+    @property
+    def module(self) -> str:
+        """A module name for the block (mypy checks each block as a module of its own)."""
+        return f"{Path(self.page).stem.lower()}_block_{self.number:02d}"
 
 
-def readme_blocks() -> list[Block]:
-    """Every fenced block of the README, in order."""
+def page_blocks(page: Path) -> list[Block]:
+    """Every fenced block of ``page``, in order."""
+    name = page.relative_to(ROOT).as_posix()
     blocks: list[Block] = []
     heading, lang, lines = "", None, []
-    for line in README.read_text().splitlines(keepends=True):
+    for line in page.read_text().splitlines(keepends=True):
         if lang is None and line.startswith("```"):
             lang, lines = line[3:].strip(), []
         elif lang is not None and line.rstrip() == "```":
-            blocks.append(Block(len(blocks) + 1, heading, lang, "".join(lines)))
+            blocks.append(Block(name, len(blocks) + 1, heading, lang, "".join(lines)))
             lang = None
         elif lang is not None:
             lines.append(line)
         elif line.startswith("#"):
             heading = line.lstrip("#").strip()
-    assert lang is None, "an unclosed block"
+    assert lang is None, f"an unclosed block in {name}"
     return blocks
 
 
-BLOCKS = readme_blocks()
+BLOCKS = [block for page in PAGES for block in page_blocks(page)]
+PYTHON_BLOCKS = [block for block in BLOCKS if block.lang == "python"]
+TESTING_PAGE = "docs/testing.md"
 
 # What the serving programs stream, by their heading: the path read for an event.
-SERVED = {"rxsse": "/events/ticks", "Embedding `stream()` in an existing app": "/prices/ACME"}
-# Blocks that go on from the one before them (under the heading named): run after its code.
+SERVED = {
+    "A first program": "/events/ticks",
+    "rxsse": "/events/ticks",
+    "Embedding `stream()` in an existing app": "/prices/ACME",
+}
+# Blocks that go on from the one before them (under the heading named, on the same page): run
+# after its code.
 CONTINUES = {
     "Several processes: `RedisBroker`": (
         "The event bus: resume with `Last-Event-ID`, and many processes with Redis"
@@ -109,14 +139,23 @@ EXAMPLE_STREAMS = {
         ("/verify", {"email": "ann@example.com"}),
     ),
 }
+# Excerpted examples that do not type-check yet, and the change each needs: their blocks are
+# expected to fail the mypy test (strictly: remove the entry once the example is changed).
+UNTYPED_EXAMPLES = {
+    "custom_events": (
+        "ops.map(lambda n: update(first + n)): mypy cannot infer the lambda's argument type"
+    ),
+}
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
-def test_the_readme_block_runs(block: Block, tmp_path: Path, request: pytest.FixtureRequest):
+def test_the_block_runs(block: Block, tmp_path: Path, request: pytest.FixtureRequest):
     if block.lang == "nginx":
         from tests.system.test_deploy import DEPLOY  # what test_deploy serves through nginx
 
         assert block.code == DEPLOY.read_text()
+    elif block.lang == "sh" and "pip install" in block.code:
+        assert_installs_rxsse(block.code)
     elif block.lang == "sh":
         from tests.system.test_workers import readme_gunicorn_command  # what test_workers runs
 
@@ -125,7 +164,7 @@ def test_the_readme_block_runs(block: Block, tmp_path: Path, request: pytest.Fix
         run_javascript(block, tmp_path)
     elif block.lang != "python":
         pytest.fail(f"nothing runs a {block.lang!r} block: teach this test how")
-    elif block.heading.startswith("Testing your own streams"):
+    elif block.page == TESTING_PAGE:
         from tests.testing.test_plugin import readme_testing_blocks  # run by pytest, as test files
 
         assert block.code in readme_testing_blocks()
@@ -146,17 +185,98 @@ def test_the_readme_block_runs(block: Block, tmp_path: Path, request: pytest.Fix
                 assert_prints(printed, lines)
 
 
+@pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=[block.id for block in PYTHON_BLOCKS])
+def test_the_python_block_typechecks(
+    block: Block, mypy_errors: dict[str, list[str]], request: pytest.FixtureRequest
+):
+    example = excerpted_example(block)
+    if example in UNTYPED_EXAMPLES:
+        reason = f"examples/{example}.py: {UNTYPED_EXAMPLES[example]}"
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    assert mypy_errors[block.id] == []
+
+
+def test_the_api_reference_documents_every_public_name():
+    documented = re.findall(r"^::: (\S+)", (ROOT / "docs" / "api.md").read_text(), re.M)
+    public = [f"rxsse.{name}" for name in rxsse.__all__]
+    assert sorted(documented) == sorted([*public, "rxsse.testing"])
+
+
+def test_the_readmes_links_lead_to_files():
+    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
+    assert links
+    assert [link for link in links if not (ROOT / link).is_file()] == []
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/index.md"])
+def test_the_extras_table_names_every_extra_for_users(page: str):
+    text = (ROOT / page).read_text()
+    table = text.split("| extra | what it adds |", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"^\| `([\w-]+)` \|", table, re.M)
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert sorted(listed) == sorted(set(extras) - {"bench", "docs", "test"})  # (the project's own)
+
+
+def test_the_loggers_the_pages_name_are_rxsses():
+    text = (ROOT / "docs" / "production.md").read_text()
+    logs = text.split("- **Logs**", 1)[1].split("\n- ", 1)[0]
+    named = re.findall(r"`(rxsse(?:\.\w+)*)`", logs)
+    assert "rxsse.stream" in named
+    import_module("rxsse.testing")  # every module that logs is imported: these,
+    assert rxsse.RedisBroker is not None  # and the Redis broker's (imported on first use)
+    loggers = logging.Logger.manager.loggerDict
+    assert [name for name in named if name not in loggers] == []
+
+
+@pytest.fixture(scope="module")
+def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """One ``mypy --strict`` run over every Python block, each written to a module of its own
+    (an excerpt: its example): each block's errors, by its id."""
+    folder = tmp_path_factory.mktemp("blocks")
+    checked: dict[str, Path] = {}
+    for block in PYTHON_BLOCKS:
+        example = excerpted_example(block)
+        if example is not None:
+            checked[block.id] = ROOT / "examples" / f"{example}.py"
+        else:
+            checked[block.id] = folder / f"{block.module}.py"
+            checked[block.id].write_text(program(block))
+    files = sorted({path.resolve() for path in checked.values()})
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--show-absolute-path", *map(str, files)],
+        cwd=folder,
+        env={**os.environ, "MYPYPATH": str(ROOT)},  # rxsse and the examples, from this clone
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode in (0, 1) and not done.stderr, done.stdout + done.stderr
+    errors: dict[Path, list[str]] = {path: [] for path in files}
+    for line in done.stdout.splitlines():
+        found = re.match(r"(/.+?\.py):\d+: error: ", line)
+        if found is not None:
+            errors[Path(found[1]).resolve()].append(line)
+    return {id: errors[path.resolve()] for id, path in checked.items()}
+
+
 def program(block: Block) -> str:
     """The block's code, after the code of the block it goes on from, if any."""
     if block.heading not in CONTINUES:
         return block.code
-    (before,) = [b for b in BLOCKS if b.heading == CONTINUES[block.heading] and b.lang == "python"]
+    (before,) = [
+        b
+        for b in BLOCKS
+        if b.page == block.page and b.heading == CONTINUES[block.heading] and b.lang == "python"
+    ]
     return before.code + "\n" + block.code
 
 
 def excerpted_example(block: Block) -> str | None:
     """The example a tutorial step's heading links, if the block is under one."""
-    found = re.search(r"\(examples/(\w+)\.py\)$", block.heading)
+    found = re.search(r"\(\.\./examples/(\w+)\.py\)$", block.heading)
     return None if found is None else found[1]
 
 
@@ -171,6 +291,24 @@ def assert_excerpt(code: str, source: Path) -> None:
     lines = iter(bare(line) for line in source.read_text().splitlines())
     for line in wanted:
         assert any(line == have for have in lines), f"not in {source.name}, in order: {line!r}"
+
+
+def assert_installs_rxsse(commands: str) -> None:
+    """Each ``pip install`` line installs this project, from its clone's path or a git URL,
+    with extras it has."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = set(project["optional-dependencies"])
+    lines = [line.split("  #", 1)[0].strip() for line in commands.splitlines() if line.strip()]
+    assert lines and all(line.startswith("pip install ") for line in lines), commands
+    for line in lines:
+        (argument,) = re.findall(r'"([^"]+)"', line)
+        if argument.startswith("/path/to/rxsse["):  # a clone, by its path: a directory[extras]
+            requirement = Requirement(argument.replace("/path/to/rxsse", project["name"], 1))
+        else:
+            requirement = Requirement(argument)
+            assert requirement.url == "git+file:///path/to/rxsse", line
+        assert requirement.name == project["name"], line
+        assert requirement.extras and requirement.extras <= extras, line
 
 
 def assert_prints(printed: str, lines: list[str]) -> None:
@@ -295,10 +433,10 @@ def serve_example(name: str, tmp_path: Path) -> None:
 
 
 def run_javascript(block: Block, tmp_path: Path) -> None:
-    """The block in Node, as on a page served by the README's first program (the app it is
-    the client of): ``EventSource`` is npm's, resolving URLs against that page's origin. The
-    block's first ``console.log`` ends the run."""
-    (first,) = [b for b in BLOCKS if b.number == 1]
+    """The block in Node, as on a page served by the first program of the block's page (the
+    app it is the client of): ``EventSource`` is npm's, resolving URLs against that page's
+    origin. The block's first ``console.log`` ends the run."""
+    first = next(b for b in BLOCKS if b.page == block.page and b.lang == "python")
     script = tmp_path / "page.mjs"
     script.write_text(
         f'import {{ EventSource as Base }} from "{NODE_EVENTSOURCE.as_uri()}";\n'
