@@ -64,6 +64,18 @@ $(OLD_STAMP): pyproject.toml
 test-redis-oldest: $(OLD_STAMP)  ## the Redis tests with redis-py $(OLDEST_REDIS)
 	$(OLD_VENV)/bin/python -m pytest -p no:cacheprovider tests/bus
 
+# The documentation site, in site/ (mkdocs build --strict: a broken link or reference fails).
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+.PHONY: docs
+docs: $(DOCS_STAMP)  ## The documentation site (docs/*.md, the API from the docstrings) in site/
+	$(BIN)/mkdocs build --strict --site-dir site
+
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)

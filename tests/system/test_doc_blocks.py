@@ -1,6 +1,7 @@
 """Every fenced code block of the README and of the pages in ``docs/`` runs as written: one test
 per block, named by its page, its number there and its heading, so that a new block nobody runs
-fails here. Every Python block also type-checks with ``mypy --strict``. What the pages list
+fails here. Every Python block also type-checks with ``mypy --strict``, and the site builds with
+``mkdocs build --strict`` (its links, anchors and API reference checked). What the pages list
 is checked against the code: the API reference names every public name, the extras tables
 every extra, the loggers named are rxsse's, and the README's links lead to files.
 
@@ -46,6 +47,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from importlib import import_module
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,7 @@ from packaging.requirements import Requirement
 
 import rxsse
 from rxsse import MessageEvent, Parser
+from tests.conftest import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -194,6 +197,21 @@ def test_the_python_block_typechecks(
         reason = f"examples/{example}.py: {UNTYPED_EXAMPLES[example]}"
         request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     assert mypy_errors[block.id] == []
+
+
+def test_the_site_builds_with_mkdocs_strict(tmp_path: Path):
+    if find_spec("mkdocs") is None:
+        missing("mkdocs is not installed (pip install -e '.[docs]')")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "api" / "index.html").is_file()
 
 
 def test_the_api_reference_documents_every_public_name():
