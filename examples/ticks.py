@@ -5,7 +5,7 @@ Run it: ``python -m examples.ticks`` then ``curl -N http://127.0.0.1:8080/ticks?
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import reactivex as rx
 from aiohttp import web
@@ -26,7 +26,7 @@ class Tick(BaseModel):
 
 def tick(count: int) -> MessageEvent[Tick]:
     """The event for the ``count``-th tick, stamped with the current UTC time."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return MessageEvent(Tick(count=count, timestamp=now))
 
 

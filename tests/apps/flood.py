@@ -1,10 +1,15 @@
 """A server for the slow-client tests, run as its own process so its memory can be read:
 ``GET /flood?policy=P&size=BYTES&count=N`` streams N frames of about BYTES bytes as fast as the
-source makes them; ``GET /metrics`` is rxsse's Prometheus text."""
+source makes them; ``GET /metrics`` is rxsse's Prometheus text; ``GET /memory`` the peak of the
+memory Python allocated (tracemalloc) since the last ``GET /memory?reset=1``, in bytes.
+
+(The peak of what Python allocates, not the process's RSS: how much of freed memory glibc's
+allocator keeps mapped differs between Python versions, and is not what a stream holds.)"""
 
 from __future__ import annotations
 
 import sys
+import tracemalloc
 
 import reactivex as rx
 from aiohttp import web
@@ -26,9 +31,17 @@ async def flood(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def memory(request: web.Request) -> web.Response:
+    if "reset" in request.query:
+        tracemalloc.reset_peak()
+    return web.Response(text=str(tracemalloc.get_traced_memory()[1]))
+
+
 def create_app() -> web.Application:
+    tracemalloc.start()
     app = web.Application()
     app.router.add_get("/flood", flood)
+    app.router.add_get("/memory", memory)
     rxsse.setup(app, metrics_path="/metrics")
     return app
 

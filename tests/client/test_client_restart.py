@@ -49,6 +49,8 @@ async def test_restart_from_another_task_ends_a_read_in_progress(streams):
         reading = asyncio.ensure_future(source.__anext__())
         first = await streams.next_connection()
         first.send("id: 7\n")  # an unfinished event: dropped with the connection
+        # Reading, not still connecting (a restart then is that connection: tested below).
+        await wait_until(lambda: source.connections == 1)
         source.restart()
         second = await streams.next_connection()
         second.send("data: after\n\n")

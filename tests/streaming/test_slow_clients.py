@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,9 +25,10 @@ FRAME_BYTES = 100_000
 MEMORY_BOUND = 16 * BUFFER_BYTES
 
 
-def peak_rss(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
+async def peak_memory(session: aiohttp.ClientSession, base: str, reset: bool = False) -> int:
+    """The peak of what the server allocated since the last reset (tests/apps/flood.py)."""
+    async with session.get(base + ("/memory?reset=1" if reset else "/memory")) as resp:
+        return int(await resp.text())
 
 
 @pytest.fixture
@@ -37,8 +37,9 @@ async def flood_server() -> Any:
     process = await start_server_process(port, "-m", "tests.apps.flood", str(port))
     session = aiohttp.ClientSession()
     base = f"http://127.0.0.1:{port}"
-    # warm up the frame-making path, so the peak below is the flood's own
-    async with session.get(base + "/flood?size=1000&count=10") as resp:
+    # warm up the frame-making path with frames of the flood's size (the allocator's first
+    # large blocks), so the peak below is the flood's own
+    async with session.get(f"{base}/flood?size={FRAME_BYTES}&count=50") as resp:
         await resp.read()
     yield session, base, process
     await session.close()
@@ -58,13 +59,13 @@ async def counters(session: aiohttp.ClientSession, base: str) -> dict[str, float
 
 
 async def test_client_reading_nothing_is_disconnected_with_memory_bounded(flood_server):
-    session, base, process = flood_server
-    before = peak_rss(process.pid)
+    session, base, _ = flood_server
+    before = await peak_memory(session, base, reset=True)
     count = FLOOD_BYTES // FRAME_BYTES
     reader, writer = await raw_get(base, f"/flood?size={FRAME_BYTES}&count={count}")
     # ... and read nothing: the server must give up on this client by itself
     await wait_until_async(lambda c: c["rxsse_overflows_total"] == 1, session, base)
-    growth = peak_rss(process.pid) - before
+    growth = await peak_memory(session, base) - before
     assert growth < MEMORY_BOUND, f"the server grew by {growth / 2**20:.0f} MiB"
     received = await asyncio.wait_for(reader.read(), timeout=10)  # the connection was closed
     assert len(received) < FLOOD_BYTES
@@ -73,15 +74,15 @@ async def test_client_reading_nothing_is_disconnected_with_memory_bounded(flood_
 
 @pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
 async def test_drop_policies_count_drops_keep_memory_bounded_and_order(flood_server, policy):
-    session, base, process = flood_server
-    before = peak_rss(process.pid)
+    session, base, _ = flood_server
+    before = await peak_memory(session, base, reset=True)
     count = FLOOD_BYTES // FRAME_BYTES
     async with session.get(
         f"{base}/flood?policy={policy}&size={FRAME_BYTES}&count={count}"
     ) as resp:
         # read nothing until the source has emitted everything
         await wait_until_async(lambda c: c["rxsse_completed_total"] >= 2, session, base)  # +warm-up
-        growth = peak_rss(process.pid) - before
+        growth = await peak_memory(session, base) - before
         frames = await FrameReader(resp).rest(timeout=30)
     assert growth < MEMORY_BOUND, f"the server grew by {growth / 2**20:.0f} MiB"
     numbers = [int(f.data.split(" ", 1)[0]) for f in frames]

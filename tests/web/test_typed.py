@@ -55,7 +55,7 @@ class Book(BaseModel):
     tags: set[str] = set()
 
 
-WHEN = datetime.datetime(2026, 11, 21, 9, 30, 15, 250000, tzinfo=datetime.timezone.utc)
+WHEN = datetime.datetime(2026, 11, 21, 9, 30, 15, 250000, tzinfo=datetime.UTC)
 VALUES: dict[str, tuple[Any, Any]] = {
     "model": (Price, Price(symbol="ACME", price=decimal.Decimal("12.50"), at=WHEN)),
     "dataclass": (
