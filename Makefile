@@ -94,7 +94,7 @@ bench: $(BENCH_STAMP) bench/loadclient  ## rxsse against the limit and its peers
 	ulimit -n 20000 && $(BIN)/python -m bench.capacity
 
 clean:
-	rm -rf $(VENV) $(OLD_VENV) .nox .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(OLD_VENV) .nox site .mypy_cache .ruff_cache .pytest_cache
 
 cluster: $(STAMP)  ## The demo on gunicorn: two workers on port 8081 sharing one redis-server
 	$(BIN)/python -m examples.cluster

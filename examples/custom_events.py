@@ -79,7 +79,8 @@ class CustomEvents:
         if first >= limit:
             return web.Response(status=204)  # all sent: a browser stops reconnecting on 204
 
-        def update(count: int) -> MessageEvent:
+        def update(n: int) -> MessageEvent:  # the n-th event of this connection
+            count = first + n
             now = datetime.now(zone).isoformat(timespec="seconds")
             return MessageEvent(
                 {"count": count, "dateTime": now, "timezone": tz},
@@ -88,10 +89,10 @@ class CustomEvents:
                 retry=retry,
             )
 
-        count = min(limit - first, batch or limit)
+        events = min(limit - first, batch or limit)
         return rx.timer(0.0, period).pipe(
-            ops.take(count),  # completing the Observable ends the response
-            ops.map(lambda n: update(first + n)),
+            ops.take(events),  # completing the Observable ends the response
+            ops.map(update),
         )
 
 

@@ -51,7 +51,7 @@ class MessageEvent(Generic[DataT]):
 
     ``MessageEvent[Price]`` is an event whose data is a ``Price``: a handler annotated
     ``-> rx.Observable[MessageEvent[Price]]`` declares what its stream carries (see the
-    README's "Typed streams").
+    docs' Streams page, "Typed streams").
 
     Args:
         data: the payload. A ``str`` is sent as is (split into lines); ``None`` sends no
@@ -143,7 +143,7 @@ class MessageEvent(Generic[DataT]):
         it is, so data that was encoded once (when it was emitted) is not encoded again.
 
         Raises:
-            ValueError: for text :func:`rxsse._payload.loads` refuses, or a bad id or type.
+            ValueError: for text that is not JSON rxsse reads, or a bad id or type.
 
         Example:
             >>> MessageEvent.from_json('{"n":1}', id="7-a").encode()
@@ -159,9 +159,9 @@ class MessageEvent(Generic[DataT]):
         """Return the event as one complete ``text/event-stream`` frame (cached).
 
         Raises:
-            ValueError: when ``data`` is not ``str`` and cannot be sent as JSON (see
-                :func:`rxsse._payload.dumps`: an unserialisable object, NaN or infinity, a
-                lone surrogate), or is text that is not valid Unicode.
+            ValueError: when ``data`` is not ``str`` and cannot be sent as JSON (an
+                unserialisable object, NaN or infinity, a lone surrogate), or is text that is
+                not valid Unicode.
         """
         encoded: bytes | None = self._encoded
         if encoded is None:

@@ -95,7 +95,8 @@ class MemoryBroker:
         return f"{seq}-{self._epoch}"
 
     def shared_state(self) -> MemoryState:
-        """Records for presence and producers, in this process (see :mod:`rxsse.bus._shared`)."""
+        """Records for presence and producers, in this process: expiring records, as a Redis
+        broker keeps them for many."""
         return MemoryState(self._drop_log)
 
     def _drop_log(self, topic: str) -> None:

@@ -22,8 +22,9 @@ class Docs:
         title: the API's name.
         version: the API's version (of the app, not of rxsse).
         description: a paragraph about the API.
-        asyncapi_path, openapi_path, explorer_path: where the AsyncAPI 3.0 document, the
-            OpenAPI 3.1 document and the stream explorer are served.
+        asyncapi_path: where the AsyncAPI 3.0 document is served.
+        openapi_path: where the OpenAPI 3.1 document is served.
+        explorer_path: where the stream explorer is served.
 
     Example:
         >>> Docs(title="Prices", version="2.1.0")  # doctest: +ELLIPSIS

@@ -182,7 +182,7 @@ def setup(
             ``None`` (the default) sends no CORS headers, so only same-origin pages can read
             the streams.
         json_errors: answer every error of the app with a JSON body, aiohttp's own (404,
-            405, 413...) and unhandled exceptions included (see :func:`rxsse._errors.json_errors`);
+            405, 413...) and unhandled exceptions included, as rxsse's own errors are;
             ``False`` leaves errors outside rxsse's routes as aiohttp makes them.
         docs: serve the API's documents and explorer (``True``, or a :class:`rxsse.Docs`
             for a title, version and paths): ``/asyncapi.json`` (AsyncAPI 3.0, every

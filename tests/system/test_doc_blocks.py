@@ -142,13 +142,6 @@ EXAMPLE_STREAMS = {
         ("/verify", {"email": "ann@example.com"}),
     ),
 }
-# Excerpted examples that do not type-check yet, and the change each needs: their blocks are
-# expected to fail the mypy test (strictly: remove the entry once the example is changed).
-UNTYPED_EXAMPLES = {
-    "custom_events": (
-        "ops.map(lambda n: update(first + n)): mypy cannot infer the lambda's argument type"
-    ),
-}
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
@@ -189,13 +182,7 @@ def test_the_block_runs(block: Block, tmp_path: Path, request: pytest.FixtureReq
 
 
 @pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=[block.id for block in PYTHON_BLOCKS])
-def test_the_python_block_typechecks(
-    block: Block, mypy_errors: dict[str, list[str]], request: pytest.FixtureRequest
-):
-    example = excerpted_example(block)
-    if example in UNTYPED_EXAMPLES:
-        reason = f"examples/{example}.py: {UNTYPED_EXAMPLES[example]}"
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+def test_the_python_block_typechecks(block: Block, mypy_errors: dict[str, list[str]]):
     assert mypy_errors[block.id] == []
 
 
