@@ -38,7 +38,7 @@ from ._broker import Broker, Entry, LogConfig, Replay, Span
 from ._channels import Channels, Subscriber
 from ._memory import MemoryBroker
 from ._metrics import BusMetrics
-from ._presence import PresenceOfBus, PresenceTracker, check_member
+from ._presence import PresenceEvent, PresenceTracker, check_member
 from ._publishing import Publisher, on_loop, outgoing
 from ._retry import retry
 from ._shared import SharedState, shared_state_of
@@ -51,7 +51,7 @@ REPLAY_PATIENCE: Final = 30.0
 _MAX_KEY_TTL: Final = 10 * 365 * 24 * 3600  # ten years: far within what Redis's PX takes
 
 
-class EventBus(PresenceOfBus):
+class EventBus:
     """Publish events by topic; subscribe to topics or patterns, resuming from an event id.
 
     Args:
@@ -241,6 +241,22 @@ class EventBus(PresenceOfBus):
             ValueError: for an invalid topic or pattern, or an empty ``member``.
         """
         return _TopicStream(self, TopicPattern(topic), last_event_id, check_member(member))
+
+    def presence(self, topic: str, *, member: str | None = None) -> Observable[PresenceEvent]:
+        """Who listens on ``topic`` in every process: a ``sync`` :class:`PresenceEvent`, then a
+        ``join`` or ``leave`` for each identity (the ``member`` of an ``on()`` subscription, or
+        of a ``presence()`` one) that comes or goes (a crashed process's members leave within
+        about four ``presence_interval``). Subscribe on the bus's loop.
+
+        Raises:
+            ValueError: for an invalid topic or pattern, or an empty ``member``.
+        """
+        TopicPattern(topic)  # (checks it)
+        return self._presence.observe(topic, check_member(member))
+
+    async def members(self, topic: str) -> dict[str, int]:
+        """Who is present on ``topic`` now: identity -> open subscriptions, all processes."""
+        return await self._presence.members(topic)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

@@ -25,7 +25,6 @@ from reactivex.disposable import Disposable
 
 from .._checks import check_seconds
 from ._shared import SharedState
-from ._topics import TopicPattern
 
 logger = logging.getLogger("rxsse.bus")
 
@@ -234,28 +233,6 @@ class PresenceTracker:
             with contextlib.suppress(Exception):
                 await self.state.remove(_record(topic), [self.process])
         self._closed = False  # (a bus may be started again, on another loop)
-
-
-class PresenceOfBus:
-    """The presence half of :class:`rxsse.EventBus`'s API."""
-
-    _presence: PresenceTracker
-
-    def presence(self, topic: str, *, member: str | None = None) -> Observable[PresenceEvent]:
-        """Who listens on ``topic`` in every process: a ``sync`` :class:`PresenceEvent`, then a
-        ``join`` or ``leave`` for each identity (the ``member`` of an ``on()`` subscription, or
-        of a ``presence()`` one) that comes or goes (a crashed process's members leave within
-        about four ``presence_interval``). Subscribe on the bus's loop.
-
-        Raises:
-            ValueError: for an invalid topic or pattern, or an empty ``member``.
-        """
-        TopicPattern(topic)  # (checks it)
-        return self._presence.observe(topic, check_member(member))
-
-    async def members(self, topic: str) -> dict[str, int]:
-        """Who is present on ``topic`` now: identity -> open subscriptions, all processes."""
-        return await self._presence.members(topic)
 
 
 def check_member(member: str | None) -> str | None:
