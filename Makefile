@@ -26,8 +26,8 @@ demo: $(STAMP)  ## Serve every example at http://127.0.0.1:$(PORT) (make demo PO
 	$(BIN)/python -m examples.demo --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check rxsse tests examples bench
-	$(BIN)/ruff format --check rxsse tests examples bench
+	$(BIN)/ruff check rxsse tests examples bench docs/hooks noxfile.py
+	$(BIN)/ruff format --check rxsse tests examples bench docs/hooks noxfile.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict rxsse
