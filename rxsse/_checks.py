@@ -50,8 +50,8 @@ def check_count(
         return None
     if not isinstance(value, bool) and isinstance(value, int) and value >= minimum:
         return value
-    kind = "a positive int" if minimum == 1 else f"an int of at least {minimum}"
-    if minimum == 0:
-        kind = "a non-negative int"
+    kind = {0: "a non-negative int", 1: "a positive int"}.get(
+        minimum, f"an int of at least {minimum}"
+    )
     also = " or None" if optional else ""
     raise ValueError(f"{name} must be {kind}{also}, not {value!r}")

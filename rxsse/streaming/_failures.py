@@ -26,7 +26,7 @@ from typing import Final
 
 from aiohttp import web
 
-from .._checks import check_count
+from .._checks import check_count, is_number
 from .._event import MessageEvent
 
 logger = logging.getLogger("rxsse.stream")
@@ -64,7 +64,7 @@ class FailurePolicy:
                 "onmessage: choose a type of its own"
             )
         retry = self.error_retry
-        if isinstance(retry, bool) or not isinstance(retry, (int, float)) or not 0 <= retry <= 60:
+        if not is_number(retry) or not 0 <= retry <= 60:
             raise ValueError(f"error_retry must be a number of seconds in [0, 60], not {retry!r}")
         check_count("max_failures", self.max_failures, optional=True)
 
