@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from reactivex import Observable
 
@@ -23,6 +23,9 @@ from .._event import MessageEvent
 from ._broker import EmitError
 from ._bus import EventBus
 from ._retry import retry
+
+if TYPE_CHECKING:  # (the producers that run this output: a back-reference, for types only)
+    from ._producers import Producers
 
 logger = logging.getLogger("rxsse.producers")
 
@@ -43,32 +46,12 @@ class ProducerStatus:
     lost: bool  #: running or ending, but its process stopped renewing its lease
 
 
-class Owner(Protocol):
-    """What an output needs of its :class:`rxsse.Producers`."""
-
-    bus: EventBus
-    poll: float
-    idle_timeout: float
-
-    def topic(self, key: str) -> str: ...
-
-    async def renew(self, key: str, **fields: str) -> None: ...
-
-    async def record(self, key: str) -> dict[str, str]: ...
-
-    async def end(self, key: str, reason: Reason, error: str | None = None) -> str: ...
-
-    async def status(self, key: str) -> ProducerStatus | None: ...
-
-    def runs_here(self, key: str) -> bool: ...
-
-
 class Output:
     """The output of one producer, run in this process: an output task (the source, item by
     item, to the bus) and a watcher (lease, cancel, idle), then the end."""
 
     def __init__(
-        self, producers: Owner, key: str, source: Observable[Any] | AsyncIterable[Any]
+        self, producers: Producers, key: str, source: Observable[Any] | AsyncIterable[Any]
     ) -> None:
         self.producers = producers
         self.key = key
@@ -145,7 +128,7 @@ class OwnerCheck:
     """While outputs are read in this process, end those whose process was lost (it stopped
     renewing their lease): their readers would otherwise wait for an end that never comes."""
 
-    def __init__(self, producers: Owner) -> None:
+    def __init__(self, producers: Producers) -> None:
         self.producers = producers
         self._reading: collections.Counter[str] = collections.Counter()  # keys read here
         self._task: asyncio.Task[None] | None = None

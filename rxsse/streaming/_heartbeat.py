@@ -16,22 +16,13 @@ from typing import Final, Protocol
 TICK: Final = 0.05
 
 
-class Beating(Protocol):
-    """A stream with a heartbeat; ``heartbeat_slot`` is where :class:`Heartbeats` keeps it."""
-
-    heartbeat_slot: int
-
-    def beat(self, now: float) -> float | None:
-        """Ping if the stream has been silent long enough; return when to look again (loop
-        time), or None if the stream has ended."""
-
-
 # A timer may fire this early (the loop's clock resolution): still on time.
 _TIMER_SLACK: Final = 0.001
 
 
 class Pinged(Protocol):
-    """What a pulse pings: a stream's writer."""
+    """What a pulse pings: a stream's writer on a server, the run of a stream in virtual time
+    (``rxsse.testing``), which is timed by the same pulse."""
 
     last_output: float  # when the client last got bytes (loop time)
 
@@ -40,8 +31,7 @@ class Pinged(Protocol):
 
 
 class Pulse:
-    """The heartbeat of one stream (a :class:`Beating`): pings it when it has been silent for
-    ``period`` seconds.
+    """The heartbeat of one stream: pings it when it has been silent for ``period`` seconds.
 
     Writes only note the time: nothing to pay per event. The next look is a period after the
     last output, so a silent stream pings every period, not every other one.
@@ -68,11 +58,11 @@ class Heartbeats:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._slots: dict[int, set[Beating]] = {}
+        self._slots: dict[int, set[Pulse]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_slot = 0
 
-    def add(self, stream: Beating, due: float) -> None:
+    def add(self, stream: Pulse, due: float) -> None:
         """Look at ``stream`` at loop time ``due`` (at the latest a tick after)."""
         slot = stream.heartbeat_slot = math.ceil(due / TICK)
         members = self._slots.get(slot)
@@ -82,7 +72,7 @@ class Heartbeats:
         if self._timer is None or slot < self._timer_slot:
             self._arm(slot)
 
-    def discard(self, stream: Beating) -> None:
+    def discard(self, stream: Pulse) -> None:
         """Forget a stream that ended (before its slot came)."""
         members = self._slots.get(stream.heartbeat_slot)
         if members is not None:

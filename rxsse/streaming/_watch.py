@@ -14,23 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:  # (a back-reference, for types only)
+    from ._session import StreamSession
 
 logger = logging.getLogger("rxsse.watch")
 
 #: How often idle transports are checked: bounds how long a silent stream keeps its
 #: subscription after its client has gone.
 WATCH_INTERVAL: Final = 0.25
-
-
-class Watched(Protocol):
-    """A stream the watch can check."""
-
-    def transport_lost(self) -> bool:
-        """Whether the stream's connection is closed or closing."""
-
-    def client_gone(self) -> None:
-        """End the stream: its client went away."""
 
 
 class DisconnectWatch:
@@ -40,11 +33,11 @@ class DisconnectWatch:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._registries: list[set[Any]] = []
+        self._registries: list[set[StreamSession]] = []
         self._timer: asyncio.TimerHandle | None = None
 
-    def follow(self, streams: set[Any]) -> None:
-        """Check the streams of ``streams`` (an app's open streams, of :class:`Watched`), from
+    def follow(self, streams: set[StreamSession]) -> None:
+        """Check the streams of ``streams`` (an app's open streams), from
         now on while it is not empty; call it when a stream joins it."""
         if not any(known is streams for known in self._registries):
             self._registries.append(streams)
@@ -55,7 +48,7 @@ class DisconnectWatch:
         self._timer = None
         self._registries = [streams for streams in self._registries if streams]  # apps gone idle
         for streams in self._registries:
-            lost: list[Watched] = [s for s in streams if s.transport_lost()]
+            lost = [s for s in streams if s.transport_lost()]
             for stream in lost:
                 stream.client_gone()
         if any(self._registries):
