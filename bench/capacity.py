@@ -63,7 +63,13 @@ async def app() -> web.Application:
 
     gc.callbacks.append(_FullCollections(Path(os.environ["CAPACITY_GC_LOG"])))
     application = web.Application()
-    rxsse.setup(application, idle, ping, bus=bus, heartbeat=float(os.environ["HEARTBEAT"]))
+    rxsse.setup(
+        application,
+        idle,
+        ping,
+        options=rxsse.StreamOptions(heartbeat=float(os.environ["HEARTBEAT"])),
+        bus=bus,
+    )
     return application
 
 

@@ -182,7 +182,7 @@ def create_app(bus: EventBus | None = None) -> web.Application:
     """The chat on its own (a fresh in-memory bus, whose log holds 10,000 tokens a topic)."""
     bus = bus or EventBus(history=10_000)
     app = web.Application()
-    rxsse.setup(app, Chat(bus), bus=bus, heartbeat=15.0)
+    rxsse.setup(app, Chat(bus), options=rxsse.StreamOptions(heartbeat=15.0), bus=bus)
     return app
 
 

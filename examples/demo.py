@@ -32,13 +32,14 @@ def create_app(bus: EventBus | None = None, **options: Any) -> web.Application:
     and ``/chat``.
 
     Notifications and progress travel on ``bus`` (an in-memory one by default; the cluster
-    example passes one on Redis); ``options`` go to ``rxsse.setup``."""
+    example passes one on Redis); ``options`` are the streams' (``rxsse.StreamOptions``)."""
     bus = bus or EventBus(history=10_000)  # (a chat answer's tokens, each one logged)
     app = web.Application()
     app.router.add_get("/", index)
     controllers = (Ticks(), CustomEvents(), Notifications(), Tasks(bus), Chat(bus))
     docs = Docs(title="rxsse demo", description="Every rxsse example in one app.")
-    rxsse.setup(app, *controllers, bus=bus, docs=docs, **{"heartbeat": 15.0, **options})
+    defaults = rxsse.StreamOptions(**{"heartbeat": 15.0, **options})
+    rxsse.setup(app, *controllers, bus=bus, options=defaults, docs=docs)
     return app
 
 

@@ -35,7 +35,7 @@ from .streaming import (
     open_streams,
     stream,
 )
-from .web import CORS, Docs, Guard, controller, delete, get, post, put, setup, sse
+from .web import CORS, Docs, Guard, Limits, controller, delete, get, post, put, setup, sse
 
 if TYPE_CHECKING:
     from .bus.redis import RedisBroker
@@ -52,6 +52,7 @@ __all__ = [
     "EventSource",
     "EventSourceError",
     "Guard",
+    "Limits",
     "LoopScheduler",
     "MemoryBroker",
     "MessageEvent",

@@ -226,6 +226,12 @@ class MessageEvent(Generic[DataT]):
 _UNREAD: Any = object()
 
 
+def event_of(value: Any) -> MessageEvent[Any]:
+    """An emission as the event it is sent as: a :class:`MessageEvent` as it is, any other
+    value as an event's data."""
+    return value if isinstance(value, MessageEvent) else MessageEvent(value)
+
+
 class _JsonText(MessageEvent[Any]):
     """An event made from JSON text rxsse encoded itself (the in-memory bus): its data is
     parsed when first read, so a fan-out that only sends its frame never parses it."""

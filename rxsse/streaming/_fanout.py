@@ -20,7 +20,7 @@ from typing import Any
 from reactivex import abc
 from reactivex.subject import Subject
 
-from .._event import MessageEvent
+from .._event import MessageEvent, event_of
 from ._coalescing import MAX_BYTES, Coalescer
 from ._observing import LoopObserver
 from ._writing import PerLoop
@@ -210,7 +210,7 @@ class _SubjectFeed(LoopObserver):
         return self.loop
 
     def _next(self, value: Any) -> None:
-        event = value if isinstance(value, MessageEvent) else MessageEvent(value)
+        event = event_of(value)
         try:
             self.fanout.send(event)
         except Exception as exc:  # unencodable data fails the streams, like any Rx error

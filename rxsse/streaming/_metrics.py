@@ -1,5 +1,5 @@
 """How a stream ended (one :class:`End` per stream) and the live counters of an app's streams
-(served as Prometheus metrics by ``setup(app, metrics_path=...)``)."""
+(served as Prometheus metrics by ``setup(app, metrics="/metrics")``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""A stream's options as one typed, frozen object, checked once when it is made, and the
-limits built from them (what one stream may cost: how much may wait for a slow client, how
-long a write may wait, how long the stream may live).
+"""A stream's options as one typed, frozen object, checked once when it is made: its
+heartbeat and headers, what it may cost (how much may wait for a slow client, how long a write
+may wait, how long it may live), how a failure ends it, compression, what it sends at shutdown.
 
 ``StreamOptions`` holds what ``rxsse.stream``, ``@sse`` and ``setup`` accept as keywords. A
 route's options are the app's defaults with the route's own on top, merged and checked once
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypedDict
 
 from .._checks import check_count, check_seconds, is_number
+from .._event import MessageEvent
 from ._compression import check_compress
 from ._failures import DEFAULT_ERROR_EVENT, DEFAULT_ERROR_RETRY, DEFAULT_MAX_FAILURES, FailurePolicy
 
@@ -31,48 +32,6 @@ DEFAULT_SEND_TIMEOUT: Final = 30.0
 DEFAULT_LIFETIME_JITTER: Final = 0.1
 
 
-@dataclass(frozen=True, slots=True)
-class StreamLimits:
-    """The limits of one stream (the keywords of :func:`rxsse.stream`, checked once).
-
-    Attributes:
-        max_buffer_frames: how many frames may wait for a slow client.
-        max_buffer_bytes: how many bytes may wait for a slow client.
-        overflow: what happens beyond either bound.
-        send_timeout: seconds a write may wait for the client to take data (None: forever).
-        max_lifetime: seconds after which the stream ends cleanly (None: never).
-        lifetime_jitter: each stream lives between ``(1 - jitter) * max_lifetime`` and
-            ``max_lifetime``, so streams opened together do not all reconnect together.
-    """
-
-    max_buffer_frames: int = DEFAULT_BUFFER_FRAMES
-    max_buffer_bytes: int = DEFAULT_BUFFER_BYTES
-    overflow: Overflow = "disconnect"
-    send_timeout: float | None = DEFAULT_SEND_TIMEOUT
-    max_lifetime: float | None = None
-    lifetime_jitter: float = DEFAULT_LIFETIME_JITTER
-
-    def __post_init__(self) -> None:
-        check_count("max_buffer_frames", self.max_buffer_frames)
-        check_count("max_buffer_bytes", self.max_buffer_bytes)
-        if self.overflow not in ("disconnect", "drop_oldest", "drop_newest"):
-            raise ValueError(
-                "overflow must be 'disconnect', 'drop_oldest' or 'drop_newest', "
-                f"not {self.overflow!r}"
-            )
-        check_seconds("send_timeout", self.send_timeout, optional=True)
-        check_seconds("max_lifetime", self.max_lifetime, optional=True)
-        jitter = self.lifetime_jitter
-        if not is_number(jitter) or not 0 <= jitter < 1:
-            raise ValueError(f"lifetime_jitter must be a number in [0, 1), not {jitter!r}")
-
-    def lifetime(self) -> float | None:
-        """This stream's lifetime in seconds: ``max_lifetime`` less a random share of it."""
-        if self.max_lifetime is None:
-            return None
-        return self.max_lifetime * (1.0 - self.lifetime_jitter * random.random())
-
-
 #: Seconds without output after which a heartbeat comment is sent (proxies drop idle streams).
 DEFAULT_HEARTBEAT: Final = 15.0
 
@@ -80,8 +39,9 @@ DEFAULT_HEARTBEAT: Final = 15.0
 @dataclass(frozen=True, slots=True)
 class StreamOptions:
     """How a stream behaves: heartbeat, headers, what a slow client may cost, lifetime, how a
-    failure ends, compression. ``rxsse.stream``, ``@sse`` and ``setup`` take the same names as
-    keywords (``StreamKeywords``).
+    failure ends, compression, what it sends at shutdown. ``rxsse.stream``, ``@sse`` and
+    ``run_virtual`` take the same names as keywords; ``setup(options=...)`` takes the app's
+    defaults as one.
 
     Every value is checked when the object is made: a bad one is a ``ValueError`` (a wrong
     name a ``TypeError``) at import or ``setup`` time, not when a request comes.
@@ -119,6 +79,9 @@ class StreamOptions:
             (``True``: gzip, then zstd and brotli when their packages are installed; or the
             encodings to offer, in order, e.g. ``("zstd", "gzip")``). Each write is flushed,
             so every event arrives at once.
+        shutdown_event: sent to the stream when the app shuts down, after what is pending
+            and before the end (e.g. ``MessageEvent({"reason": "restart"}, type="shutdown",
+            retry=1000)``); ``None``: the stream just ends.
 
     Example:
         >>> options = StreamOptions(heartbeat=30.0, max_lifetime=3600.0)
@@ -138,10 +101,9 @@ class StreamOptions:
     error_retry: float = DEFAULT_ERROR_RETRY
     max_failures: int | None = DEFAULT_MAX_FAILURES
     compress: bool | tuple[str, ...] = False
+    shutdown_event: MessageEvent[Any] | None = field(default=None, hash=False)
     #: The encodings ``compress`` offers, in order (checked once; empty: none).
     encodings: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    #: The buffer and time limits, checked and built once.
-    limits: StreamLimits = field(init=False, repr=False, compare=False)
     #: How a failure ends, checked and built once.
     failures: FailurePolicy = field(init=False, repr=False, compare=False)
 
@@ -153,20 +115,35 @@ class StreamOptions:
             ):
                 raise ValueError(f"headers must map str to str, not {self.headers!r}")
             object.__setattr__(self, "headers", dict(self.headers))  # a copy of its own
-        object.__setattr__(self, "limits", _limits(
-            self.max_buffer_frames,
-            self.max_buffer_bytes,
-            self.overflow,
-            self.send_timeout,
-            self.max_lifetime,
-            self.lifetime_jitter,
-        ))  # fmt: skip
+        check_count("max_buffer_frames", self.max_buffer_frames)
+        check_count("max_buffer_bytes", self.max_buffer_bytes)
+        if self.overflow not in ("disconnect", "drop_oldest", "drop_newest"):
+            raise ValueError(
+                "overflow must be 'disconnect', 'drop_oldest' or 'drop_newest', "
+                f"not {self.overflow!r}"
+            )
+        check_seconds("send_timeout", self.send_timeout, optional=True)
+        check_seconds("max_lifetime", self.max_lifetime, optional=True)
+        jitter = self.lifetime_jitter
+        if not is_number(jitter) or not 0 <= jitter < 1:
+            raise ValueError(f"lifetime_jitter must be a number in [0, 1), not {jitter!r}")
         object.__setattr__(
             self, "failures", _failures(self.error_event, self.error_retry, self.max_failures)
         )
         if isinstance(self.compress, list):  # (a list from a config: hashable from here on)
             object.__setattr__(self, "compress", tuple(self.compress))
         object.__setattr__(self, "encodings", check_compress(self.compress))
+        if self.shutdown_event is not None and not isinstance(self.shutdown_event, MessageEvent):
+            raise ValueError(
+                f"shutdown_event must be a MessageEvent, not {type(self.shutdown_event).__name__}"
+            )
+
+    def lifetime(self) -> float | None:
+        """A stream's lifetime in seconds: ``max_lifetime`` less a random share of it (up to
+        ``lifetime_jitter``), or None."""
+        if self.max_lifetime is None:
+            return None
+        return self.max_lifetime * (1.0 - self.lifetime_jitter * random.random())
 
     def replace(self, **changes: Any) -> StreamOptions:
         """These options with ``changes`` (keywords of :func:`rxsse.stream`), checked."""
@@ -193,7 +170,7 @@ _NAMES: Final = frozenset(f.name for f in dataclasses.fields(StreamOptions) if f
 
 
 class StreamKeywords(TypedDict, total=False):
-    """The options as keywords (of :func:`rxsse.stream`, ``@sse`` and ``setup``)."""
+    """The options as keywords (of :func:`rxsse.stream`, ``@sse`` and ``run_virtual``)."""
 
     heartbeat: float | None
     headers: Mapping[str, str] | None
@@ -207,6 +184,7 @@ class StreamKeywords(TypedDict, total=False):
     error_retry: float
     max_failures: int | None
     compress: bool | tuple[str, ...]
+    shutdown_event: MessageEvent[Any] | None
 
 
 def options_of(
@@ -224,8 +202,7 @@ def options_of(
 
 
 def _cached(kind: Any) -> Any:
-    """Build ``kind`` objects through a cache: streams with equal options share one (a
-    session holds them)."""
+    """Build ``kind`` objects through a cache: streams with equal options share one."""
     cache = functools.lru_cache(maxsize=256, typed=True)(kind)  # typed: True is no 1
 
     def build(*values: Any) -> Any:
@@ -237,7 +214,6 @@ def _cached(kind: Any) -> Any:
     return build
 
 
-_limits = _cached(StreamLimits)
 _failures = _cached(FailurePolicy)
 
 #: The options of a stream given none.

@@ -10,7 +10,7 @@ oldest first, so the lagging frames are always the newest ones.
 
 from __future__ import annotations
 
-from ._options import StreamLimits
+from ._options import StreamOptions
 
 
 class Outbox:
@@ -19,7 +19,7 @@ class Outbox:
     Pure bookkeeping: no I/O, no clock, no loop.
 
     Example:
-        >>> box = Outbox(StreamLimits(max_buffer_frames=2, overflow="drop_oldest"))
+        >>> box = Outbox(StreamOptions(max_buffer_frames=2, overflow="drop_oldest"))
         >>> [box.add(b"%d" % n, lagging=True) for n in range(4)]
         [False, False, False, False]
         >>> box.dropped, box.take(1024)
@@ -28,7 +28,7 @@ class Outbox:
 
     __slots__ = ("_frames", "_lag_bytes", "_lag_frames", "_limits", "bytes", "dropped")
 
-    def __init__(self, limits: StreamLimits) -> None:
+    def __init__(self, limits: StreamOptions) -> None:
         self._limits = limits
         # A list, not a deque: an idle stream's empty deque costs 600 bytes more, and frames
         # leave from the front in chunks (one slice each), not one by one.

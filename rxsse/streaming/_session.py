@@ -17,7 +17,7 @@ from reactivex import Observable, abc
 from reactivex.subject import Subject
 
 from .._errors import json_error
-from .._event import MessageEvent
+from .._event import MessageEvent, event_of
 from ._failures import failure_frame
 from ._fanout import Batch, Follower, Following, follow_subject, is_plain_subject
 from ._heartbeat import Heartbeats, Pulse
@@ -51,7 +51,7 @@ class StreamSession(LoopObserver, Follower):
         "_expiry",
         "_heartbeat",
         "_last_id",
-        "_limits",
+        "_options",
         "_policy",
         "_pulse",
         "_subscription",
@@ -66,12 +66,12 @@ class StreamSession(LoopObserver, Follower):
         encoding: str | None = None,
     ) -> None:
         # (Options are shared by a route's streams; a session holds only what it reads.)
+        self._options = options
         self._heartbeat = options.heartbeat
-        self._limits = limits = options.limits
         self._policy = options.failures
         # The writer holds the request, the app state and the loop for both.
         self._writer = writer = FrameWriter(
-            Wire(request, response, encoding), limits, streams_of(request), self
+            Wire(request, response, encoding), options, streams_of(request), self
         )
         super().__init__()
         self._done: asyncio.Future[None] = writer.loop.create_future()
@@ -124,7 +124,7 @@ class StreamSession(LoopObserver, Follower):
             if self._heartbeat is not None and self._end is None:
                 self._pulse = Pulse(writer, self._heartbeat)
                 _heartbeats(writer.loop).add(self._pulse, writer.last_output + self._heartbeat)
-            lifetime = self._limits.lifetime()
+            lifetime = self._options.lifetime()
             if lifetime is not None:
                 self._expiry = writer.loop.call_later(lifetime, self._finish, End.EXPIRED)
             await self._done
@@ -148,8 +148,10 @@ class StreamSession(LoopObserver, Follower):
         return response
 
     def close(self, shutdown_event: MessageEvent | None = None) -> None:
-        """End the stream from the server side: send ``shutdown_event`` (if any) after what is
-        pending, then end the response."""
+        """End the stream from the server side: send ``shutdown_event`` (by default the
+        stream's option of that name; if any) after what is pending, then end the response."""
+        if shutdown_event is None:
+            shutdown_event = self._options.shutdown_event
         if shutdown_event is not None and self._end is None:
             if isinstance(self._subscription, Following):
                 self._subscription.catch_up()  # what its source sent before, first
@@ -199,7 +201,7 @@ class StreamSession(LoopObserver, Follower):
         if self._end is not None:
             return
         try:
-            event = value if isinstance(value, MessageEvent) else MessageEvent(value)
+            event = event_of(value)
             frame = event.encode()
         except Exception as exc:  # unencodable data fails the stream, like any Rx error
             self._fail(exc)

@@ -1,5 +1,5 @@
 """What the streaming layer keeps for one application, under one key: the open streams, their
-counters, the app-wide stream quota and the final event of a shutdown.
+counters and the app-wide stream quota.
 
 The first ``setup(app)`` creates it (and the shutdown hook that ends the open streams);
 ``rxsse.stream()`` reads it, and says so when an app has none.
@@ -9,28 +9,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
 from .._checks import check_count
-from .._event import MessageEvent
 from ._metrics import StreamMetrics
 
+if TYPE_CHECKING:  # (the sessions register here: a back-reference, for types only)
+    from ._session import StreamSession
+
 logger = logging.getLogger("rxsse.shutdown")
-
-
-class OpenStream(Protocol):
-    """An open stream, as shutdown and the disconnect watch see it."""
-
-    def close(self, shutdown_event: MessageEvent | None = None) -> None:
-        """End the stream from the server side (after ``shutdown_event``, if given)."""
-
-    def transport_lost(self) -> bool:
-        """Whether the stream's connection is closed or closing."""
-
-    def client_gone(self) -> None:
-        """End the stream: its client went away."""
 
 
 class Quota:
@@ -56,13 +45,11 @@ class AppStreams:
         metrics: the counters of the app's streams.
         streams: the open streams: shutdown ends them, the disconnect watch checks them.
         quota: the streams open at once across the app's ``@sse`` routes.
-        shutdown_event: sent to every open stream at shutdown, before it ends.
     """
 
     metrics: StreamMetrics = field(default_factory=StreamMetrics)
-    streams: set[OpenStream] = field(default_factory=set)
+    streams: set[StreamSession] = field(default_factory=set)
     quota: Quota = field(default_factory=lambda: Quota(None))
-    shutdown_event: MessageEvent | None = None
 
 
 #: The streaming layer's key in an application.
@@ -108,7 +95,7 @@ def metrics(app: web.Application) -> StreamMetrics:
     return app_streams(app).metrics
 
 
-def open_streams(app: web.Application) -> list[Any]:
+def open_streams(app: web.Application) -> list[StreamSession]:
     """The streams open now in ``app`` (:class:`~rxsse.StreamSession` objects)."""
     state = app.get(STREAMS)
     return list(state.streams) if state is not None else []
@@ -120,4 +107,4 @@ async def _end_open_streams(app: web.Application) -> None:
     if streams:
         logger.info("ending %d open event streams for shutdown", len(streams))
     for stream in streams:
-        stream.close(state.shutdown_event)
+        stream.close()  # (after its own shutdown_event, if it has one)

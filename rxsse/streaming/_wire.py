@@ -13,7 +13,7 @@ from typing import cast
 from aiohttp import web
 
 from ._compression import compressor
-from ._options import StreamLimits
+from ._options import StreamOptions
 from ._watch import detect_dead_peer
 from ._writing import write_now
 
@@ -40,7 +40,7 @@ class Wire:
         """Whether the headers are out (frames may go straight to the transport)."""
         return self._transport is not None
 
-    async def open(self, limits: StreamLimits, heartbeat: float | None) -> bool:
+    async def open(self, limits: StreamOptions, heartbeat: float | None) -> bool:
         """Send the headers; False if the client left first."""
         request, response = self.request, self.response
         try:

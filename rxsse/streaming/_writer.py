@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 from .._event import comment_line
 from ._coalescing import MAX_BYTES, Coalescer
 from ._fanout import Batch
 from ._metrics import End
-from ._options import StreamLimits
+from ._options import StreamOptions
 from ._outbox import Outbox
 from ._state import AppStreams
 from ._wire import Wire
 from ._writing import Flusher, PerLoop
+
+if TYPE_CHECKING:  # (its session, told when the client is gone: for types only)
+    from ._session import StreamSession
 
 logger = logging.getLogger("rxsse.stream")
 
@@ -28,13 +31,6 @@ _OPENING_FRAME: Final = comment_line("open")
 # At most this many bytes go into one write (a burst is written in parts as the client takes
 # them, so a join never copies more than this).
 _WRITE_CHUNK: Final = 256 * 1024
-
-
-class WriterOwner(Protocol):
-    """Who a writer tells that its client is gone (the session, which then ends)."""
-
-    def writer_lost(self, end: End) -> None:
-        """The client is gone (``end`` says how): end the stream."""
 
 
 class FrameWriter:
@@ -63,7 +59,7 @@ class FrameWriter:
     )
 
     def __init__(
-        self, wire: Wire, limits: StreamLimits, state: AppStreams, owner: WriterOwner
+        self, wire: Wire, limits: StreamOptions, state: AppStreams, owner: StreamSession
     ) -> None:
         # (The session reads these three here: a stream does not hold them twice.)
         self.request = wire.request
@@ -71,7 +67,7 @@ class FrameWriter:
         self.loop = asyncio.get_running_loop()
         self._wire = wire
         self._limits = limits
-        self._owner: WriterOwner | None = owner  # let go at stop(): no cycle outlives the stream
+        self._owner: StreamSession | None = owner  # let go at stop(): no cycle outlives the stream
         self._flusher = _flusher()
         self._outbox = Outbox(limits)
         self._open = False  # headers sent: frames may be written

@@ -28,7 +28,7 @@ from reactivex import Observable, abc
 from reactivex.testing import TestScheduler
 
 from .._checks import check_seconds
-from .._event import MessageEvent
+from .._event import MessageEvent, event_of
 from ..streaming._failures import failure_event, resume_of
 from ..streaming._heartbeat import Pulse
 from ..streaming._options import StreamKeywords, StreamOptions, options_of
@@ -141,7 +141,6 @@ def run_virtual(
     route: Callable[..., Any] | None = None,
     last_event_id: str | None = None,
     shutdown_at: float | None = None,
-    shutdown_event: MessageEvent[Any] | None = None,
     options: StreamOptions | None = None,
     **keywords: Unpack[StreamKeywords],
 ) -> VirtualStream:
@@ -161,8 +160,8 @@ def run_virtual(
         route: the ``@sse`` handler ``source`` comes from: its own options apply, over
             ``options`` and ``keywords`` (which play the part of ``setup()``'s defaults).
         last_event_id: the ``Last-Event-ID`` the client sent (a failure event resumes it).
-        shutdown_at: the virtual time the server shuts down, ending the stream (after
-            ``shutdown_event``, if given: ``setup()``'s event of that name).
+        shutdown_at: the virtual time the server shuts down, ending the stream (after its
+            ``shutdown_event`` option, if given).
         options: the stream's options (:class:`~rxsse.StreamOptions`).
         keywords: options as keywords of :func:`rxsse.stream` (``heartbeat``,
             ``max_lifetime``, ``lifetime_jitter``...). As on the server, the lifetime is
@@ -191,7 +190,7 @@ def run_virtual(
     run = _Run(scheduler, settings, make_mocked_request("GET", "/", headers=headers))
     run.start(observable)
     if shutdown_at is not None and run.ended is None:
-        scheduler.schedule_absolute(float(shutdown_at), run.shut_down, shutdown_event)
+        scheduler.schedule_absolute(float(shutdown_at), run.shut_down)
     scheduler.advance_to(float(until))
     return run.result()
 
@@ -228,7 +227,7 @@ class _Run:
         if self.options.heartbeat is not None:
             self.pulse = Pulse(self, self.options.heartbeat)
             self.timers.append(schedule(self.options.heartbeat, self._beat))
-        lifetime = self.options.limits.lifetime()
+        lifetime = self.options.lifetime()
         if lifetime is not None:
             self.timers.append(schedule(lifetime, self._expire))
 
@@ -253,10 +252,11 @@ class _Run:
         if due is not None and self.ended is None:
             self.timers.append(self.scheduler.schedule_absolute(due, self._beat))
 
-    def shut_down(self, scheduler: abc.SchedulerBase, shutdown_event: Any = None) -> None:
-        """The server shuts down: ``shutdown_event`` (if any), then the end (as on SIGTERM)."""
-        if shutdown_event is not None:
-            self._next(shutdown_event)
+    def shut_down(self, scheduler: abc.SchedulerBase, state: Any = None) -> None:
+        """The server shuts down: the ``shutdown_event`` (if any), then the end (as on
+        SIGTERM)."""
+        if self.options.shutdown_event is not None:
+            self._next(self.options.shutdown_event)
         self._finish("shutdown")
 
     def _expire(self, scheduler: abc.SchedulerBase, state: Any = None) -> None:
@@ -266,7 +266,7 @@ class _Run:
         if self.ended is not None:
             return
         try:
-            event = value if isinstance(value, MessageEvent) else MessageEvent(value)
+            event = event_of(value)
             data = event.encode()
         except Exception as exc:  # unencodable data fails the stream, as on the server
             self._error(exc)

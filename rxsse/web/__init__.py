@@ -8,6 +8,18 @@ from it, the Prometheus counters.
 from ._cors import CORS
 from ._docs import Docs
 from ._routing import controller, delete, get, post, put, setup, sse
-from ._views import Guard
+from ._views import Guard, Limits
 
-__all__ = ["CORS", "Docs", "Guard", "controller", "delete", "get", "post", "put", "setup", "sse"]
+__all__ = [
+    "CORS",
+    "Docs",
+    "Guard",
+    "Limits",
+    "controller",
+    "delete",
+    "get",
+    "post",
+    "put",
+    "setup",
+    "sse",
+]

@@ -20,7 +20,7 @@ from reactivex import Observable
 from reactivex import operators as ops
 
 from .. import _payload as payload
-from .._event import MessageEvent
+from .._event import MessageEvent, event_of
 from ..streaming._sources import from_async_iterable
 from ._binding import Binder
 from ._validation import adapter_for, is_union
@@ -145,7 +145,7 @@ class EventCheck:
         self.events = {event.type: event for event in events}
 
     def __call__(self, value: Any) -> Any:
-        event = value if isinstance(value, MessageEvent) else MessageEvent(value)
+        event = event_of(value)
         kind = event.type or MESSAGE
         if event.data is None and event.type is None:
             return value  # an id, a retry or a comment alone: no event for the client

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, Never, Protocol, TypeVar
 
 from aiohttp import web
 
 from .._errors import json_errors as json_errors_middleware
-from .._event import MessageEvent
 from ..bus._metrics import BusMetrics
-from ..streaming._options import StreamKeywords, StreamOptions, options_of
+from ..streaming._options import DEFAULTS, StreamKeywords, StreamOptions, options_of
 from ..streaming._state import Quota, app_streams
 from ._binding import Binder
 from ._contracts import EventCheck, route_contract, stream_events
@@ -21,7 +20,7 @@ from ._cors import CORS
 from ._docs import Docs, install_docs
 from ._prometheus import CONTENT_TYPE, MetricsExporter
 from ._state import app_state
-from ._views import Admission, Guard, plain_view, sse_view
+from ._views import Admission, Guard, Limits, plain_view, sse_view
 
 if TYPE_CHECKING:  # (typing.Unpack is Python 3.11+; annotations are not evaluated)
     from typing_extensions import Unpack
@@ -149,16 +148,14 @@ def setup(
     app: web.Application,
     *controllers: object,
     bus: _Lifecycle | None = None,
-    metrics_path: str | None = None,
-    max_streams: int | None = None,
-    retry_after: int = 5,
-    shutdown_event: MessageEvent | None = None,
-    cors: CORS | None = None,
-    json_errors: bool = True,
-    docs: bool | Docs = False,
-    validate_events: bool = False,
     options: StreamOptions | None = None,
-    **keywords: Unpack[StreamKeywords],
+    limits: Limits | None = None,
+    cors: CORS | None = None,
+    docs: bool | Docs = False,
+    metrics: str | None = None,
+    json_errors: bool = True,
+    validate_events: bool = False,
+    **removed: Never,
 ) -> None:
     """Register every route of every controller on ``app``, and end open streams on shutdown.
 
@@ -171,42 +168,47 @@ def setup(
             while the bus is still open).
         bus: an :class:`rxsse.EventBus`: handlers get it through a parameter annotated with its
             class (``bus: EventBus``); it starts with the app and closes on cleanup.
-        metrics_path: if given, a GET route there serves :func:`rxsse.metrics` (and the
-            bus's ``metrics``, as ``rxsse_bus_*``) as Prometheus text.
-        max_streams: caps the streams open at once across the app's ``@sse`` routes; one more
-            is answered 503 with ``Retry-After: retry_after`` (seconds).
-        retry_after: the ``Retry-After`` of those 503s.
-        shutdown_event: sent to every open stream when the app shuts down, before it ends
-            (e.g. ``MessageEvent({"reason": "restart"}, type="shutdown", retry=1000)``).
+        options: the defaults of every ``@sse`` route (a :class:`~rxsse.StreamOptions`:
+            heartbeat, headers, buffer limits, lifetime, failures, compression, the
+            ``shutdown_event`` sent to every open stream when the app shuts down); a route's
+            own options override them. Checked and merged once, here.
+        limits: how many streams the app serves at once (a :class:`~rxsse.Limits`): one
+            more is answered 503 with ``Retry-After``.
         cors: which other origins may use these routes from a browser (see :class:`rxsse.CORS`);
             ``None`` (the default) sends no CORS headers, so only same-origin pages can read
             the streams.
-        json_errors: answer every error of the app with a JSON body, aiohttp's own (404,
-            405, 413...) and unhandled exceptions included, as rxsse's own errors are;
-            ``False`` leaves errors outside rxsse's routes as aiohttp makes them.
         docs: serve the API's documents and explorer (``True``, or a :class:`rxsse.Docs`
             for a title, version and paths): ``/asyncapi.json`` (AsyncAPI 3.0, every
             stream), ``/openapi.json`` (OpenAPI 3.1, every route) and ``/docs``.
+        metrics: a path (e.g. ``"/metrics"``) where a GET serves :func:`rxsse.metrics` (and
+            the bus's ``metrics``, as ``rxsse_bus_*``) as Prometheus text.
+        json_errors: answer every error of the app with a JSON body, aiohttp's own (404,
+            405, 413...) and unhandled exceptions included, as rxsse's own errors are;
+            ``False`` leaves errors outside rxsse's routes as aiohttp makes them.
         validate_events: check every event a stream emits against the types it declares
             (see :func:`sse`); a wrong one fails the stream with an error naming the route.
             Worth having in tests; off by default, as it costs a validation per event.
-        options: defaults for every ``@sse`` route (a :class:`~rxsse.StreamOptions`);
-            a route's own options override them. Checked and merged once, here.
-        keywords: defaults as keywords of :func:`rxsse.stream` (``heartbeat``, ``headers``,
-            buffer limits, ``overflow``, ``send_timeout``, ``max_lifetime``...), over
-            ``options``.
+
+    Raises:
+        TypeError: a keyword of earlier versions (``heartbeat=``, ``max_streams=``,
+            ``metrics_path=``...), with the form that replaces it.
 
     Example:
         >>> app = web.Application()
-        >>> setup(app, Events(), heartbeat=15.0)  # doctest: +SKIP
+        >>> setup(app, Events(), options=StreamOptions(heartbeat=15.0))  # doctest: +SKIP
     """
-    defaults = options_of(options, keywords, "setup()")
+    if removed:
+        raise TypeError(_replacement(removed))
+    limits = Limits() if limits is None else limits
+    if not isinstance(limits, Limits):
+        raise TypeError(f"limits must be an rxsse.Limits, not {type(limits).__name__}")
+    defaults = DEFAULTS if options is None else options
+    if not isinstance(defaults, StreamOptions):
+        raise TypeError(f"options must be an rxsse.StreamOptions, not {type(defaults).__name__}")
     streams = app_streams(app)  # the first setup creates them, and the web state
     state = app_state(app)
-    if max_streams is not None:
-        streams.quota.limit = Quota(max_streams).limit  # (checked first)
-    if shutdown_event is not None:
-        streams.shutdown_event = shutdown_event
+    if limits.max_streams is not None:
+        streams.quota.limit = limits.max_streams
     counters = streams.metrics
     if json_errors and json_errors_middleware not in app.middlewares:
         app.middlewares.append(json_errors_middleware)
@@ -220,7 +222,7 @@ def setup(
             _install_bus(app, bus)
             state.bus = bus
         providers[type(bus)] = lambda request: bus
-    if metrics_path is not None:
+    if metrics is not None:
         bus_counters = getattr(bus, "metrics", None)
         exporter = MetricsExporter(  # needs prometheus_client: said now, at setup
             counters, bus_counters if isinstance(bus_counters, BusMetrics) else None
@@ -230,7 +232,7 @@ def setup(
             body = exporter.text().encode()
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
-        app.router.add_get(metrics_path, serve_metrics)
+        app.router.add_get(metrics, serve_metrics)
     resources: dict[str, web.Resource] = {}
     for target in controllers:
         instance = target() if isinstance(target, type) else target
@@ -240,8 +242,8 @@ def setup(
             binder = Binder(handler, full_path, providers, name=name, method=spec.method)
             contract = route_contract(handler, spec, full_path, name, binder, guards)
             if spec.kind == "sse":
-                limits = (Quota(spec.max_streams), streams.quota)
-                admission = Admission(limits, counters, retry_after)
+                quotas = (Quota(spec.max_streams), streams.quota)
+                admission = Admission(quotas, counters, limits.retry_after)
                 route_options = defaults.replace(**spec.options)
                 contract = replace(contract, error_event=route_options.failures.error_event)
                 check = None
@@ -258,6 +260,20 @@ def setup(
     state.install_cors(app, cors, resources.values())
     if docs:
         install_docs(app, state, Docs() if docs is True else docs)
+
+
+def _replacement(removed: Mapping[str, object]) -> str:
+    """What replaced the keywords ``removed`` of earlier versions of ``setup()``."""
+    name = sorted(removed)[0]
+    if name in StreamOptions.names():
+        new = f"setup(app, ..., options=rxsse.StreamOptions({name}=...))"
+    elif name in ("max_streams", "retry_after"):
+        new = f"setup(app, ..., limits=rxsse.Limits({name}=...))"
+    elif name == "metrics_path":
+        new = "setup(app, ..., metrics=...)"
+    else:
+        return f"setup() got an unexpected keyword argument {name!r}"
+    return f"setup({name}=...) is now {new}"
 
 
 def _install_bus(app: web.Application, bus: _Lifecycle) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from reactivex import Observable
 
+from .._checks import check_count
 from .._errors import STREAM_VIEW, json_error
 from ..bus._broker import EmitError
 from ..streaming._failures import resume_of
@@ -31,6 +33,31 @@ logger = logging.getLogger("rxsse.routing")  # (the name users configure)
 #: A guard: called with the request before the handler; ``False`` (or a raised HTTP error)
 #: rejects the request.
 Guard = Callable[[web.Request], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How many streams an app serves at once (``setup(app, limits=Limits(...))``).
+
+    A route's own cap is ``@sse(max_streams=...)``; a stream over either is answered 503 with
+    ``Retry-After``, before anything is subscribed.
+
+    Attributes:
+        max_streams: the streams open at once across the app's ``@sse`` routes (``None``:
+            no cap).
+        retry_after: the seconds a refused client is told to wait (``Retry-After``).
+
+    Example:
+        >>> Limits(max_streams=10_000).retry_after
+        5
+    """
+
+    max_streams: int | None = None
+    retry_after: int = 5
+
+    def __post_init__(self) -> None:
+        check_count("max_streams", self.max_streams, optional=True)
+        check_count("retry_after", self.retry_after, minimum=0)
 
 
 class Admission:

@@ -42,7 +42,7 @@ def create_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/flood", flood)
     app.router.add_get("/memory", memory)
-    rxsse.setup(app, metrics_path="/metrics")
+    rxsse.setup(app, metrics="/metrics")
     return app
 
 

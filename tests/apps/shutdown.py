@@ -20,6 +20,6 @@ def idle() -> rx.Observable[MessageEvent]:
 if __name__ == "__main__":
     app = web.Application()
     final = MessageEvent({"reason": "server shutting down"}, type="shutdown", retry=1000)
-    rxsse.setup(app, idle, shutdown_event=final, metrics_path="/metrics")
+    rxsse.setup(app, idle, options=rxsse.StreamOptions(shutdown_event=final), metrics="/metrics")
     port, grace = int(sys.argv[1]), float(sys.argv[2])
     web.run_app(app, host="127.0.0.1", port=port, print=None, shutdown_timeout=grace)

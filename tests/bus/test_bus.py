@@ -53,7 +53,7 @@ def bus_app(bus: EventBus) -> web.Application:
         return bus.on(topic, last_event_id=last_event_id)
 
     app = web.Application()
-    rxsse.setup(app, events, heartbeat=None)
+    rxsse.setup(app, events, options=rxsse.StreamOptions(heartbeat=None))
     return app
 
 
@@ -415,7 +415,7 @@ async def test_emit_on_a_closed_redis_bus_fails_at_once(redis_server):
 async def test_the_bus_counters_are_served_with_the_stream_counters(serve):
     bus = EventBus()
     app = bus_app(bus)
-    rxsse.setup(app, bus=bus, metrics_path="/metrics")
+    rxsse.setup(app, bus=bus, metrics="/metrics")
     client = await serve(app)
     stream = await client.get("/topics/t", headers={"Last-Event-ID": "unknown"})
     assert (await FrameReader(stream).next()).get("event") == "reset"

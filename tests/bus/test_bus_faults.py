@@ -40,7 +40,7 @@ def orders_app(bus: EventBus) -> web.Application:
             return bus.on("orders.*", last_event_id=last_event_id)
 
     app = web.Application()
-    rxsse.setup(app, Orders(), bus=bus, heartbeat=None)
+    rxsse.setup(app, Orders(), options=rxsse.StreamOptions(heartbeat=None), bus=bus)
     return app
 
 

@@ -102,7 +102,7 @@ async def behind_a_cutting_proxy(
         return live.track(bus.on("chaos", last_event_id=last_event_id))
 
     app = web.Application()
-    rxsse.setup(app, events, bus=bus, heartbeat=None)
+    rxsse.setup(app, events, options=rxsse.StreamOptions(heartbeat=None), bus=bus)
     server = await serve(app)
     proxy = CuttingProxy(int(server.base_url.rsplit(":", 1)[1]), max_bytes=48_000, seed=seed)
     return proxy, f"http://127.0.0.1:{await proxy.start()}/events", live

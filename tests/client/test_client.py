@@ -36,7 +36,7 @@ def resumable_app(seen: list[str | None], *, per_connection: int = 3, total: int
         return rx.range(first, first + count).pipe(ops.map(lambda n: MessageEvent(n, id=n)))
 
     app = web.Application()
-    rxsse.setup(app, numbers, heartbeat=None)
+    rxsse.setup(app, numbers, options=rxsse.StreamOptions(heartbeat=None))
     return app
 
 
@@ -76,7 +76,7 @@ async def test_reconnects_after_the_server_drops_the_connection_abruptly(serve):
         return live.track(events.pipe(ops.map(lambda n: MessageEvent(n, id=n))))
 
     app = web.Application()
-    rxsse.setup(app, flaky, heartbeat=None)
+    rxsse.setup(app, flaky, options=rxsse.StreamOptions(heartbeat=None))
     server = await serve(app)
     async with EventSource(server.url("/flaky"), retry=0.01) as source:
         received = [int(e.data) async for e in source]
@@ -307,7 +307,7 @@ async def test_a_stream_gone_silent_is_reconnected_after_the_read_timeout(serve)
         return rx.concat(rx.of(MessageEvent("hello", id=len(seen))), rx.never())
 
     app = web.Application()
-    rxsse.setup(app, quiet, heartbeat=None)
+    rxsse.setup(app, quiet, options=rxsse.StreamOptions(heartbeat=None))
     server = await serve(app)
     async with EventSource(server.url("/quiet"), read_timeout=0.3, retry=0.01) as events:
         first = await events.__anext__()

@@ -96,7 +96,7 @@ async def test_1000_ended_streams_are_freed_without_the_cyclic_gc(serve, ending)
         return source
 
     app = web.Application()
-    rxsse.setup(app, feed, heartbeat=5.0, max_buffer_frames=5)
+    rxsse.setup(app, feed, options=rxsse.StreamOptions(heartbeat=5.0, max_buffer_frames=5))
     server = await serve(app)
     host, port = server.base_url.split("//", 1)[1].split(":")
     sessions: list[weakref.ref[rxsse.StreamSession]] = []

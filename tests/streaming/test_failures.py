@@ -32,7 +32,7 @@ def failing_app(calls: list[str | None], **options: Any) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/", page)
-    rxsse.setup(app, fails, heartbeat=None, **options)
+    rxsse.setup(app, fails, options=rxsse.StreamOptions(heartbeat=None, **options))
     return app
 
 

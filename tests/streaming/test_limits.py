@@ -12,8 +12,7 @@ from aiohttp import web
 from reactivex import operators as ops
 
 import rxsse
-from rxsse import EventSource, MessageEvent
-from rxsse.streaming._options import StreamLimits
+from rxsse import EventSource, MessageEvent, StreamOptions
 from tests.conftest import LiveSubscriptions, raw_get, wait_until
 
 
@@ -31,7 +30,7 @@ async def test_route_and_app_limits_answer_503_with_retry_after(serve):
             return live.track(rx.never())
 
     app = web.Application()
-    rxsse.setup(app, Limited(), max_streams=3, retry_after=7)
+    rxsse.setup(app, Limited(), limits=rxsse.Limits(max_streams=3, retry_after=7))
     client = await serve(app)
     first, second = await client.get("/one"), await client.get("/one")
     async with client.get("/one") as resp:  # the route's limit
@@ -72,18 +71,27 @@ async def test_rejected_guard_gives_its_slot_back(serve):
 def test_bad_limits_are_rejected(bad):
     with pytest.raises(ValueError, match="max_streams"):
         rxsse.sse("/x", max_streams=bad)
+    with pytest.raises(ValueError, match="max_streams"):
+        rxsse.Limits(max_streams=bad)
+
+
+
+@pytest.mark.parametrize("bad", [-1, True, 1.5, "5"])
+def test_a_bad_retry_after_is_rejected(bad):
+    with pytest.raises(ValueError, match="retry_after"):
+        rxsse.Limits(retry_after=bad)
 
 
 # -- max lifetime ---------------------------------------------------------------------------
 
 
 def test_lifetimes_are_spread_below_the_maximum():
-    limits = StreamLimits(max_lifetime=100.0, lifetime_jitter=0.2)
-    lifetimes = [limits.lifetime() for _ in range(1000)]
+    options = StreamOptions(max_lifetime=100.0, lifetime_jitter=0.2)
+    lifetimes = [options.lifetime() for _ in range(1000)]
     assert all(80.0 <= t <= 100.0 for t in lifetimes)
     assert max(lifetimes) - min(lifetimes) > 10.0  # spread, not all at one instant
-    assert StreamLimits(max_lifetime=5.0, lifetime_jitter=0).lifetime() == 5.0
-    assert StreamLimits().lifetime() is None
+    assert StreamOptions(max_lifetime=5.0, lifetime_jitter=0).lifetime() == 5.0
+    assert StreamOptions().lifetime() is None
 
 
 async def test_stream_past_its_lifetime_ends_cleanly_and_the_client_resumes(serve):
@@ -97,7 +105,7 @@ async def test_stream_past_its_lifetime_ends_cleanly_and_the_client_resumes(serv
         return live.track(bus.on("feed", last_event_id=last_event_id))
 
     app = web.Application()
-    rxsse.setup(app, feed, bus=bus, heartbeat=None)
+    rxsse.setup(app, feed, options=rxsse.StreamOptions(heartbeat=None), bus=bus)
     server = await serve(app)
     total = 400
     received: list[int] = []
@@ -137,7 +145,7 @@ async def test_a_stream_past_its_lifetime_ends_its_response_cleanly(serve):
         return rx.concat(rx.of(MessageEvent("hello", id=1)), rx.never())
 
     app = web.Application()
-    rxsse.setup(app, quiet, heartbeat=None)
+    rxsse.setup(app, quiet, options=rxsse.StreamOptions(heartbeat=None))
     server = await serve(app)
     async with server.get("/quiet") as resp:
         body = await asyncio.wait_for(resp.read(), timeout=10)  # a cut body would raise

@@ -10,8 +10,9 @@ import reactivex as rx
 from aiohttp import web
 
 import rxsse
-from rxsse import StreamOptions
+from rxsse import MessageEvent, StreamOptions
 from rxsse.streaming._options import DEFAULTS, StreamKeywords
+from tests.conftest import FrameReader, wait_until
 
 BAD_VALUES: list[tuple[str, Any]] = [
     ("heartbeat", 0),
@@ -26,6 +27,7 @@ BAD_VALUES: list[tuple[str, Any]] = [
     ("error_event", "error"),
     ("error_retry", 61),
     ("max_failures", 0),
+    ("shutdown_event", {"reason": "restart"}),
 ]
 
 
@@ -35,15 +37,38 @@ def test_a_bad_value_is_a_value_error_where_the_options_are_made(name, value):
         StreamOptions(**{name: value})
     with pytest.raises(ValueError, match=name):
         rxsse.sse("/x", **{name: value})  # at decoration, not when a request comes
-    with pytest.raises(ValueError, match=name):
-        rxsse.setup(web.Application(), **{name: value})
 
 
 def test_an_unknown_keyword_names_where_it_was_given():
     with pytest.raises(TypeError, match=r"@sse\('/x'\): unknown option\(s\) \['hearbeat'\]"):
         rxsse.sse("/x", hearbeat=3.0)  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match=r"setup\(\): unknown option"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'overflowing'"):
         rxsse.setup(web.Application(), overflowing="drop_oldest")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("keyword", "new_form"),
+    [
+        ("heartbeat", r"options=rxsse.StreamOptions\(heartbeat=...\)"),
+        ("shutdown_event", r"options=rxsse.StreamOptions\(shutdown_event=...\)"),
+        ("max_streams", r"limits=rxsse.Limits\(max_streams=...\)"),
+        ("retry_after", r"limits=rxsse.Limits\(retry_after=...\)"),
+        ("metrics_path", r"metrics=..."),
+    ],
+)
+def test_a_keyword_setup_no_longer_takes_names_its_new_form(keyword, new_form):
+    app = web.Application()
+    with pytest.raises(
+        TypeError, match=rf"setup\({keyword}=...\) is now setup\(app, ..., {new_form}\)"
+    ):
+        rxsse.setup(app, **{keyword: 1})
+    assert not app.router.routes() and not app.middlewares  # refused before anything was done
+
+
+@pytest.mark.parametrize(("keyword", "value"), [("options", {"heartbeat": 1.0}), ("limits", 10)])
+def test_setup_says_which_value_an_argument_takes(keyword, value):
+    with pytest.raises(TypeError, match=rf"{keyword} must be an rxsse"):
+        rxsse.setup(web.Application(), **{keyword: value})
 
 
 def test_the_keywords_are_the_options_fields():
@@ -54,16 +79,16 @@ def test_options_are_frozen_and_replace_checks_again():
     options = StreamOptions(heartbeat=30.0)
     with pytest.raises(AttributeError):
         options.heartbeat = 1.0  # type: ignore[misc]
-    assert options.replace(max_lifetime=60.0).limits.max_lifetime == 60.0
+    assert options.replace(max_lifetime=60.0).max_lifetime == 60.0
     with pytest.raises(ValueError, match="max_lifetime"):
         options.replace(max_lifetime=-1.0)
     assert options.replace() is options
     assert StreamOptions() == DEFAULTS and hash(StreamOptions()) == hash(DEFAULTS)
 
 
-def test_equal_options_share_their_limits_and_failure_policy():
+def test_equal_options_share_their_failure_policy():
     first, second = StreamOptions(send_timeout=5.0), StreamOptions(send_timeout=5.0)
-    assert first.limits is second.limits and first.failures is second.failures
+    assert first.failures is second.failures
 
 
 async def test_app_defaults_route_options_and_keywords_merge(serve):
@@ -81,7 +106,7 @@ async def test_app_defaults_route_options_and_keywords_merge(serve):
 
     app = web.Application()
     defaults = StreamOptions(headers={"X-App": "default"})
-    rxsse.setup(app, own, inherited, options=defaults, max_failures=1)
+    rxsse.setup(app, own, inherited, options=defaults.replace(max_failures=1))
     app.router.add_get("/direct", direct)
     client = await serve(app)
     async with client.get("/own") as resp:
@@ -98,3 +123,33 @@ async def test_app_defaults_route_options_and_keywords_merge(serve):
         assert resp.status == 200
     async with client.get("/direct") as resp:
         assert resp.headers["X-Direct"] == "keyword"
+
+
+async def test_each_stream_gets_its_own_shutdown_event_or_the_apps(serve):
+    @rxsse.sse("/own", shutdown_event=MessageEvent("own", type="shutdown"))
+    def own() -> rx.Observable[int]:
+        return rx.never()
+
+    @rxsse.sse("/inherited")
+    def inherited() -> rx.Observable[int]:
+        return rx.never()
+
+    @rxsse.sse("/none", shutdown_event=None)
+    def none() -> rx.Observable[int]:
+        return rx.never()
+
+    app = web.Application()
+    app_wide = StreamOptions(heartbeat=None, shutdown_event=MessageEvent("app", type="shutdown"))
+    rxsse.setup(app, own, inherited, none, options=app_wide)
+    client = await serve(app)
+    responses = {path: await client.get(path) for path in ("/own", "/inherited", "/none")}
+    await wait_until(lambda: len(rxsse.open_streams(app)) == 3)
+    await app.shutdown()  # (what SIGTERM runs: the app's on_shutdown hooks)
+    got = {}
+    for path, resp in responses.items():
+        got[path] = [(f.get("event"), f.data) for f in await FrameReader(resp).rest()]
+    assert got == {
+        "/own": [("shutdown", "own")],
+        "/inherited": [("shutdown", "app")],
+        "/none": [],
+    }

@@ -128,7 +128,7 @@ async def test_metrics_count_streams_events_and_endings(serve):
 
     app = web.Application()
     app.router.add_get("/s", handler)
-    rxsse.setup(app, metrics_path="/metrics")
+    rxsse.setup(app, metrics="/metrics")
     client = await serve(app)
     first, second = await client.get("/s"), await client.get("/s")
     counters_ = rxsse.metrics(app)
@@ -199,7 +199,7 @@ async def test_a_burst_far_over_the_buffer_reaches_fast_clients_whole(serve):
         return bus.on("burst")
 
     app = web.Application()
-    rxsse.setup(app, burst, bus=bus, heartbeat=None)
+    rxsse.setup(app, burst, options=rxsse.StreamOptions(heartbeat=None), bus=bus)
     client = await serve(app)
     responses = [await client.get("/burst") for _ in range(20)]
     await wait_until(lambda: bus.live_subscriptions == 20)

@@ -115,7 +115,7 @@ async def test_a_client_that_vanished_is_dropped_within_the_bound(vanishing_host
         return live.track(rx.never())
 
     app = web.Application()
-    rxsse.setup(app, idle, heartbeat=heartbeat, send_timeout=2.0)
+    rxsse.setup(app, idle, options=rxsse.StreamOptions(heartbeat=heartbeat, send_timeout=2.0))
     async with serve(app, host=vanishing_host.server_address) as server:
         await vanishing_host.connect(int(server.base_url.rsplit(":", 1)[1]))
         await wait_until(lambda: live.live == 1)

@@ -174,7 +174,12 @@ def cross_origin_api(allowed: str, seen: Seen) -> web.Application:
         return await handler(request)
 
     app = web.Application(middlewares=[record])
-    rxsse.setup(app, Api(), cors=rxsse.CORS([allowed], credentials=True), heartbeat=None)
+    rxsse.setup(
+        app,
+        Api(),
+        options=rxsse.StreamOptions(heartbeat=None),
+        cors=rxsse.CORS([allowed], credentials=True),
+    )
     return app
 
 

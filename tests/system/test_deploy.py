@@ -79,7 +79,9 @@ def deployed_app(ticks: LiveSubscriptions, idle: LiveSubscriptions) -> web.Appli
 
     app = web.Application()
     app.router.add_get("/", page)
-    rxsse.setup(app, tick_stream, idle_stream, ping, heartbeat=HEARTBEAT)
+    rxsse.setup(
+        app, tick_stream, idle_stream, ping, options=rxsse.StreamOptions(heartbeat=HEARTBEAT)
+    )
     return app
 
 

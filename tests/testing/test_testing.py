@@ -31,7 +31,7 @@ def fields_app(source: rx.Observable[Any]) -> web.Application:
         return source
 
     app = web.Application()
-    rxsse.setup(app, handler, heartbeat=None)
+    rxsse.setup(app, handler, options=rxsse.StreamOptions(heartbeat=None))
     return app
 
 

@@ -40,7 +40,7 @@ def cors_app(cors: CORS | None, live: LiveSubscriptions | None = None) -> web.Ap
         return web.Response(text="not an rxsse route")
 
     app.router.add_get("/plain", plain)
-    rxsse.setup(app, Events(), cors=cors, heartbeat=None)
+    rxsse.setup(app, Events(), options=rxsse.StreamOptions(heartbeat=None), cors=cors)
     return app
 
 

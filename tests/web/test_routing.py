@@ -132,7 +132,7 @@ def standalone(n: int) -> rx.Observable[int]:
 @pytest.fixture
 async def client(serve):
     app = web.Application()
-    rxsse.setup(app, Echo(), Api, standalone, heartbeat=None)
+    rxsse.setup(app, Echo(), Api, standalone, options=rxsse.StreamOptions(heartbeat=None))
     return await serve(app)
 
 
@@ -460,5 +460,5 @@ async def test_json_errors_can_be_turned_off(serve):
 def test_serving_metrics_without_prometheus_client_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
     with pytest.raises(RuntimeError, match=r"pip install 'rxsse\[prometheus\]'"):
-        rxsse.setup(web.Application(), metrics_path="/metrics")
+        rxsse.setup(web.Application(), metrics="/metrics")
     rxsse.setup(web.Application())  # the counters themselves need nothing

@@ -180,7 +180,7 @@ class Typed:
 @pytest.fixture
 async def typed_client(serve) -> Any:
     app = web.Application()
-    rxsse.setup(app, Typed(), heartbeat=None)
+    rxsse.setup(app, Typed(), options=rxsse.StreamOptions(heartbeat=None))
     server = await serve(app)
     return server
 
@@ -322,7 +322,9 @@ def declared_app(source: rx.Observable[Any], *, validate: bool) -> web.Applicati
         return source
 
     app = web.Application()
-    rxsse.setup(app, prices, book, heartbeat=None, validate_events=validate)
+    rxsse.setup(
+        app, prices, book, options=rxsse.StreamOptions(heartbeat=None), validate_events=validate
+    )
     return app
 
 
