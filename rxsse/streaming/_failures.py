@@ -14,13 +14,16 @@ reconnects sends that mark back as ``Last-Event-ID``:
 - after ``max_failures`` in a row, the reconnect is answered ``204 No Content``, which makes a
   browser's ``EventSource`` (and rxsse's client) stop.
 
-A stream that then sends events with ids starts the count again.
+The count starts again only when a stream made progress: it sent an event whose id is past the
+``Last-Event-ID`` it started from. A stream that fails the same way each time, sending the same
+ids again before it fails, is failing in a row, and backs off to its 204.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,6 +41,8 @@ DEFAULT_ERROR_RETRY: Final = 2.0
 #: Failures in a row after which a reconnect is answered 204.
 DEFAULT_MAX_FAILURES: Final = 6
 _MARK: Final = "rxsse-failed:"
+# An id that begins with a sequence number: "41", "41-9f3a" (the bus's), "41:..."
+_SEQUENCE: Final = re.compile(r"([0-9]{1,19})(?![0-9])")
 _MAX_RETRY_MS: Final = 60_000
 
 
@@ -118,14 +123,15 @@ def failure_event(
 ) -> MessageEvent:
     """The last event of a stream that failed after it started: no internals, a status, the
     failure mark as its id, and the backed-off reconnection time. ``sent_id`` is the last
-    event id this response carried: if there was one, the client moved on, and the count of
-    failures in a row starts again."""
+    event id this response carried: if it is past the one the client started from (see
+    :func:`made_progress`), the client moved on, and the count of failures in a row starts
+    again."""
     if isinstance(error, web.HTTPException):
         status, message = error.status, error.reason
     else:
         logger.error("event stream %s failed", request.path, exc_info=error)
         status, message = 500, "internal server error"
-    before = 0 if sent_id is not None else resume.failures
+    before = 0 if made_progress(resume.last_event_id, sent_id) else resume.failures
     last_id = sent_id if sent_id is not None else resume.last_event_id
     failures = before + 1
     retry = min(round(policy.error_retry * 1000 * 2 ** min(before, 16)), _MAX_RETRY_MS)
@@ -136,6 +142,26 @@ def failure_event(
         )
     except ValueError:  # a resume point a client made up, which no id may carry
         return MessageEvent(data, id=f"{_MARK}{failures}:", type=policy.error_event, retry=retry)
+
+
+def made_progress(started_from: str | None, sent_id: str | None) -> bool:
+    """Whether a response that started from the id ``started_from`` and whose last event id
+    was ``sent_id`` moved its client on: it sent an id, another than the one it started
+    from and, where both begin with a sequence number (``"41"``, the bus's ``"41-9f3a"``), a
+    later one.
+
+    Example:
+        >>> made_progress("1", "1"), made_progress("7-a", "3-a"), made_progress("7-a", "8-a")
+        (False, False, True)
+    """
+    if sent_id is None or sent_id == started_from:
+        return False
+    if started_from is None:
+        return True
+    before, after = _SEQUENCE.match(started_from), _SEQUENCE.match(sent_id)
+    if before is None or after is None:
+        return True  # ids of the application's own kind: a new one is progress
+    return int(after[1]) > int(before[1])
 
 
 def failure_frame(

@@ -13,6 +13,7 @@ from reactivex import operators as ops
 
 import rxsse
 from rxsse import EventSource, MessageEvent
+from rxsse.streaming._failures import made_progress
 from tests.conftest import FrameReader
 
 
@@ -133,3 +134,44 @@ async def test_a_failing_stream_is_no_reconnect_storm_in_chromium(serve, browser
     assert [f["failures"] for f in result["failures"]] == [1, 2, 3]
     assert len(calls) == 3
     await page.close()
+
+
+@pytest.mark.parametrize(
+    ("started_from", "sent", "progress"),
+    [
+        (None, None, False),  # failed before any id
+        (None, "0", True),
+        ("1", "1", False),  # sent 0 and 1 again: back where it started
+        ("7-ab", "3-ab", False),  # the bus's ids: an earlier sequence number
+        ("7-ab", "8-ab", True),
+        ("41", "9", False),
+        ("order-1", "order-2", True),  # the application's own ids: another one
+        ("1", None, False),
+    ],
+)
+def test_only_ids_past_the_resume_point_are_progress(started_from, sent, progress):
+    assert made_progress(started_from, sent) is progress
+
+
+async def test_a_stream_that_sends_the_same_ids_each_time_fails_in_a_row(serve):
+    """Ids 0 and 1, then the failure, whatever the resume point: the count goes on (1, 2, 3)
+    and the fourth reconnect is a 204, instead of starting again at 1 each time."""
+
+    @rxsse.sse("/stubborn", error_retry=0.01, max_failures=3)
+    def stubborn() -> rx.Observable[MessageEvent]:
+        events = rx.of(MessageEvent("a", id="0"), MessageEvent("b", id="1"))
+        return events.pipe(ops.concat(rx.throw(RuntimeError("the same failure"))))
+
+    app = web.Application()
+    rxsse.setup(app, stubborn)
+    client = await serve(app)
+    counts = []
+    async with EventSource(client.url("/stubborn"), retry=0.01) as source:
+        async for event in source:
+            if event.type == "stream-error":
+                counts.append(
+                    json.loads(event.data)["failures"]
+                    if isinstance(event.data, str)
+                    else event.data["failures"]
+                )
+    assert counts == [1, 2, 3]  # then the 204 ended the iteration
