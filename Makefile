@@ -90,6 +90,7 @@ bench: $(BENCH_STAMP) bench/loadclient  ## rxsse against the limit and its peers
 	ulimit -n 20000 && $(BIN)/python -m bench.run
 	$(BIN)/python -m bench.threads
 	ulimit -n 20000 && $(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.publish
 	$(BIN)/python -m bench.compression
 	ulimit -n 20000 && $(BIN)/python -m bench.capacity
 

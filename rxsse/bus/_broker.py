@@ -117,6 +117,10 @@ class Broker(Protocol):
             EmitError: the broker could not confirm it (counted in the bus's metrics).
         """
 
+    def emit(self, event: Outgoing) -> None:
+        """Publish an event as :meth:`publish` does, without waiting for it: nothing is
+        returned, and a failure is counted in the bus's metrics and logged by the broker."""
+
     async def start(self, sink: Sink) -> int:
         """Begin handing every published entry to ``sink``, in sequence order, on the loop;
         return the sequence number of the newest published entry."""
@@ -175,11 +179,17 @@ class EmitFailures:
         self._pending_log: asyncio.TimerHandle | None = None
 
     def fail(
-        self, futures: Iterable[asyncio.Future[str]], error: EmitError, *, rejected: bool = False
+        self,
+        futures: Iterable[asyncio.Future[str]],
+        error: EmitError,
+        *,
+        rejected: bool = False,
+        unawaited: int = 0,
     ) -> None:
-        """Fail each of ``futures`` with ``error`` (``rejected``: refused without trying).
-        Call on the event loop."""
-        count = 0
+        """Fail each of ``futures`` with ``error``, and count ``unawaited`` emits that failed
+        with it (fire and forget: nobody waits for them). ``rejected``: refused without
+        trying. Call on the event loop."""
+        count = unawaited
         for future in futures:
             if future.done():
                 continue  # its publisher was cancelled

@@ -109,6 +109,12 @@ class MemoryBroker:
                 tombstone.trimmed_upto = log.entries[-1].seq
 
     async def publish(self, event: Outgoing) -> str:
+        return self._publish(event)
+
+    def emit(self, event: Outgoing) -> None:
+        self._publish(event)
+
+    def _publish(self, event: Outgoing) -> str:
         with self._lock:
             now = time.monotonic()
             if event.key is not None:

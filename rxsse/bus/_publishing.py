@@ -1,8 +1,8 @@
 """Publishing: handing checked events to the broker, from the loop or from any thread.
 
-``emit`` is fire and forget: an event for the in-memory broker is published (and delivered)
-before it returns; one that must wait for its broker (Redis) gets a task, whose failure is
-counted and logged, not raised. Emits from other threads go through the loop's inbox
+``emit`` is fire and forget: the broker's own ``emit`` (the in-memory broker publishes and
+delivers before it returns; Redis queues it for its next round trip, and counts and logs a
+failure, never raises it). Emits from other threads go through the loop's inbox
 (``Inbox``, which streams' observers use too): one hop per batch, not per
 event, each thread's emits in order.
 """
@@ -52,11 +52,16 @@ class Publisher:
         return await self._broker.publish(event)
 
     def _publish_now(self, event: Outgoing) -> None:
+        emit = getattr(self._broker, "emit", None)
+        if emit is not None:
+            emit(event)
+            return
+        # A broker of an earlier version, without emit: its publish, in a task if it waits.
         try:
             step = first_step(self._broker.publish(event))
         except EmitError:
             return  # counted and logged by the broker
-        if isinstance(step, Waiting):  # e.g. Redis: its answer arrives later
+        if isinstance(step, Waiting):
             task = asyncio.get_running_loop().create_task(step.finish())
             self._emitting.add(task)
             task.add_done_callback(self._emitted)

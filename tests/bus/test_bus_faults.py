@@ -225,21 +225,26 @@ async def test_an_emit_retried_after_redis_stalled_is_delivered_once(serve, own_
 
 async def test_emits_waiting_for_a_frozen_redis_are_bounded_and_fail_fast(own_redis_server, caplog):
     caplog.set_level(logging.WARNING)
-    bus = EventBus(RedisBroker(own_redis_server.url, max_pending=1000, emit_timeout=1))
+    # Each emit below holds 207 bytes while it waits (its data "0001", its topic, 200 more):
+    # 1,000 of them fit.
+    bus = EventBus(RedisBroker(own_redis_server.url, max_pending_bytes=207_000, emit_timeout=1))
     await bus.start()
     try:
         own_redis_server.pause()
         for n in range(5000):
-            bus.emit("t", n)  # fire and forget
+            bus.emit("t", f"{n:04d}")  # fire and forget
         assert bus.metrics.emits_rejected == 4000  # at once: no more than 1,000 wait
+        # An awaited publish waits for room (back-pressure) instead, then fails with its own
+        # round trip to the frozen server.
         waiting = asyncio.ensure_future(bus.publish("t", "waits"))
         await wait_until(lambda: bus.metrics.emit_failures == 1000, timeout=10)
-        with pytest.raises(EmitError):  # one behind the frozen round trip: rejected
+        with pytest.raises(EmitError):
             await waiting
+        assert bus.metrics.emits_rejected == 4000 and bus.metrics.emit_failures == 1001
         own_redis_server.resume()
         await wait_until(lambda: own_redis_server.ping())
         assert await bus.publish("t", "after") is not None
-        assert bus.metrics.emitted == 1  # the frozen server ran none of the 5,000
+        assert bus.metrics.emitted == 1  # the frozen server confirmed none of the 5,000
     finally:
         own_redis_server.resume()
         await bus.close()

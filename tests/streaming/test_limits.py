@@ -75,7 +75,6 @@ def test_bad_limits_are_rejected(bad):
         rxsse.Limits(max_streams=bad)
 
 
-
 @pytest.mark.parametrize("bad", [-1, True, 1.5, "5"])
 def test_a_bad_retry_after_is_rejected(bad):
     with pytest.raises(ValueError, match="retry_after"):

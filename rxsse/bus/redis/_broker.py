@@ -4,15 +4,17 @@ Install with ``pip install rxsse[redis]``; use with ``EventBus(RedisBroker("redi
 
 Layout in Redis (all keys share the hash tag ``{prefix}``, so they live in one cluster slot):
 
-- ``{rxsse}:seq``: the global sequence counter. An emit is one Lua script that increments it
-  and appends the event, with stream id ``<seq>-0``, to the topic's stream (its replay log)
-  and to the firehose stream ``{rxsse}:all``. Being one atomic script, every process sees one
-  total order of events, across topics. The event's id is ``<seq>-<epoch>``.
+- ``{rxsse}:seq``: the global sequence counter. A round trip of emits (up to a thousand) is one
+  Lua script (``EVALSHA``) that, for each, increments it and appends the event, with stream id
+  ``<seq>-0``, to the topic's stream (its replay log) and to the firehose stream
+  ``{rxsse}:all``. Being atomic, every process sees one total order of events, across topics.
+  The event's id is ``<seq>-<epoch>``.
 - ``{rxsse}:epoch``, ``{rxsse}:epochs``, ``{rxsse}:run``: the current epoch, the list of epochs
   with the sequence number each began at, and the ``run_id`` of the Redis server the current
   epoch began under (see :mod:`rxsse.bus.redis._epochs`). Each round trip of emits starts with a
-  *fence*: the first write after the server started (a restart, a failover, a restore) begins a
-  new epoch after the last event it holds, so no id ever names two events.
+  *fence*, in the same script: the first write after the server started (a restart, a
+  failover, a restore) begins a new epoch after the last event it holds, so no id ever names
+  two events.
 - ``{rxsse}:t:<topic>``: the replay log of one topic, read with ``XRANGE`` when a client
   resumes. The emit script trims it in batches (``history`` plus a tenth) and records in
   ``{rxsse}:trimmed`` the newest id it cut, which tells a trimmed resume point (``reset``) from
@@ -26,37 +28,45 @@ Layout in Redis (all keys share the hash tag ``{prefix}``, so they live in one c
 If Redis goes away the reader retries with backoff and, when it is back, checks the epochs:
 if nothing was lost it resumes from its last id, so local subscribers keep their streams;
 if events were lost, every subscriber gets a ``reset`` where the loss begins, then the new
-events. Emits fail with :class:`rxsse.EmitError` until Redis is back: at most ``max_pending``
-wait for it, and when a round trip gets no answer within ``emit_timeout``, it fails with every
-emit queued behind it.
+events. Emits fail with :class:`rxsse.EmitError` until Redis is back: at most
+``max_pending_bytes`` of events wait for it (``await publish`` waits for room, ``emit`` beyond
+it is refused), and when a round trip gets no answer within ``emit_timeout``, it fails with
+every emit queued behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
-from typing import Any, Final
+from typing import Final, Never
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 
 from ..._checks import check_count, check_seconds
 from .._broker import EmitError, EmitFailures, LogConfig, Outgoing, Replay, Sink, Span, resolve
 from .._metrics import BusMetrics
 from .._topics import TopicPattern
-from ._epochs import EMIT, FENCE
+from ._epochs import EMIT_BATCH
 from ._firehose import UNAVAILABLE, Firehose, RedisKeys
 from ._replay import read_replay
 from ._state import RedisState
 
 logger = logging.getLogger("rxsse.redis")  # (the name users configure)
 
-# At most this many emits in one round trip: a long queue is sent in parts, in order.
+# At most this many emits, and about this many bytes, in one round trip: a long queue is sent
+# in parts, in order (a script holds Redis for its whole batch).
 _BATCH: Final = 1000
-_Pending = tuple[Outgoing, "asyncio.Future[str]"]
+_BATCH_BYTES: Final = 1 << 20
+# What an emit costs while it waits, beyond its data and topic: the objects holding it.
+_OVERHEAD: Final = 200
+#: An emit on its way, and who waits for its id (None: an ``emit``, which nobody awaits).
+_Pending = tuple[Outgoing, "asyncio.Future[str] | None"]
 
 
 class RedisBroker:
@@ -71,8 +81,16 @@ class RedisBroker:
         emit_timeout: seconds a round trip of emits (and a resume's read) may wait for Redis;
             then it fails with :class:`rxsse.EmitError` (the events may or may not have been
             published), and so does every emit queued behind it.
-        max_pending: how many emits may wait for Redis, the round trip under way included;
-            more fail at once with :class:`rxsse.EmitError` (``bus.metrics.emits_rejected``).
+        max_pending_bytes: how much memory the emits waiting for Redis may hold (their data
+            and topics, plus about 200 bytes each), the round trip under way included. Beyond
+            it, ``await bus.publish`` waits for room (back-pressure) and ``bus.emit``, which
+            cannot wait, is refused: an :class:`rxsse.EmitError`, counted in
+            ``bus.metrics.emits_rejected`` and logged.
+
+    Raises:
+        ValueError: a bad value.
+        TypeError: ``max_pending=`` (a count of earlier versions): it is
+            ``max_pending_bytes=`` now.
     """
 
     def __init__(
@@ -83,16 +101,28 @@ class RedisBroker:
         firehose: int = 100_000,
         block_ms: int = 1000,
         emit_timeout: float = 5.0,
-        max_pending: int = 10_000,
+        max_pending_bytes: int = 64 << 20,
+        **removed: Never,
     ) -> None:
+        if "max_pending" in removed:
+            raise TypeError(
+                "RedisBroker(max_pending=...) is now RedisBroker(max_pending_bytes=...): "
+                "a bound on memory, not a count"
+            )
+        if removed:
+            raise TypeError(
+                f"RedisBroker() got an unexpected keyword argument {next(iter(removed))!r}"
+            )
         check_seconds("emit_timeout", emit_timeout)
-        check_count("max_pending", max_pending)
+        check_count("max_pending_bytes", max_pending_bytes)
         self.url = url
         self._keys = RedisKeys(prefix)
         self._firehose_length = firehose
         self._block_ms = block_ms
         self._emit_timeout = emit_timeout
-        self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
+        self._pending_bytes = 0  # what the outbox and the round trip under way hold
+        self._room = asyncio.Event()  # set when an awaited publish may queue again
         self._log = LogConfig()
         self._metrics = BusMetrics()
         self._failures = EmitFailures(logger, self._metrics, f"Redis at {url}")
@@ -152,8 +182,12 @@ class RedisBroker:
         self._loop = loop
         self._closing = False
         self._outbox_ready = asyncio.Event()
+        self._room = asyncio.Event()
         # No automatic retries: re-sending an emit could publish it twice.
-        self._client = _connect(self.url, self._emit_timeout)
+        self._client = client = _connect(self.url, self._emit_timeout)
+        # EVALSHA, loading the script again (and only then) when a Redis lost it: NOSCRIPT
+        # means nothing ran, so sending it again publishes nothing twice.
+        self._emit_batch = client.register_script(EMIT_BATCH)
         self._tasks.append(loop.create_task(self._publish_loop(), name="rxsse-redis-publisher"))
         return loop
 
@@ -174,7 +208,7 @@ class RedisBroker:
         self._tasks = []
         waiting = self._in_flight + self._outbox
         self._in_flight, self._outbox = [], []
-        self._failures.fail((f for _, f in waiting), EmitError("the Redis broker is closed"))
+        self._fail(waiting, EmitError("the Redis broker is closed"))
         for client in (self._client, self._reader_client):
             if client is not None:
                 await client.aclose()
@@ -191,54 +225,94 @@ class RedisBroker:
     # -- publishing -------------------------------------------------------------------------------
 
     async def publish(self, event: Outgoing) -> str:
-        return await self._enqueue(event)
+        while self._full(event) and not self._closed:  # back-pressure: wait for room
+            self._room.clear()
+            await self._room.wait()
+        future: asyncio.Future[str] = self._publishing_loop().create_future()
+        self._enqueue(event, future)
+        return await future
 
-    def _enqueue(self, event: Outgoing) -> asyncio.Future[str]:
+    def emit(self, event: Outgoing) -> None:
+        if self._full(event):  # an emit cannot wait: refused, counted and logged
+            size = _size(self._max_pending_bytes)
+            error = EmitError(f"{size} of emits are already waiting for Redis")
+            self._failures.fail((), error, rejected=True, unawaited=1)
+            return
+        self._publishing_loop()
+        self._enqueue(event, None)
+
+    def _full(self, event: Outgoing) -> bool:
+        return self._pending_bytes + _cost(event) > self._max_pending_bytes
+
+    def _enqueue(self, event: Outgoing, future: asyncio.Future[str] | None) -> None:
         if self._closed:  # refused without connecting again
-            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-            self._failures.fail((future,), EmitError("the Redis broker is closed"), rejected=True)
-            return future
-        future = self._publishing_loop().create_future()
-        if len(self._outbox) + len(self._in_flight) >= self._max_pending:
-            error = EmitError(f"{self._max_pending} emits are already waiting for Redis")
-            self._failures.fail((future,), error, rejected=True)
-        else:
-            self._outbox.append((event, future))
-            self._outbox_ready.set()
-        return future
+            error = EmitError("the Redis broker is closed")
+            self._fail([(event, future)], error, rejected=True)
+            return
+        self._pending_bytes += _cost(event)
+        self._outbox.append((event, future))
+        self._outbox_ready.set()
+
+    def _fail(self, pending: list[_Pending], error: EmitError, *, rejected: bool = False) -> None:
+        futures = [future for _, future in pending if future is not None]
+        unawaited = len(pending) - len(futures)
+        self._failures.fail(futures, error, rejected=rejected, unawaited=unawaited)
+
+    def _next_batch(self) -> list[_Pending]:
+        """The next round trip's emits, in order: up to :data:`_BATCH`, about
+        :data:`_BATCH_BYTES`."""
+        outbox, size, count = self._outbox, 0, 0
+        limit = min(len(outbox), _BATCH)
+        while count < limit and size < _BATCH_BYTES:
+            size += _cost(outbox[count][0])
+            count += 1
+        batch, self._outbox = outbox[:count], outbox[count:]
+        return batch
+
+    def _done_with(self, batch: list[_Pending]) -> None:
+        """Free what ``batch`` held, and let awaited publishes queue again."""
+        self._pending_bytes -= sum(_cost(event) for event, _ in batch)
+        self._in_flight = []
+        self._room.set()
 
     async def _publish_loop(self) -> None:
-        """Send queued emits in order, up to :data:`_BATCH` per round trip, each round trip
-        behind a fence."""
+        """Send queued emits in order, a batch per round trip (one script: the fence, then
+        the emits)."""
         while not self._closing:
             if not self._outbox:
                 await self._outbox_ready.wait()
                 self._outbox_ready.clear()
                 continue
-            batch = self._in_flight = self._outbox[:_BATCH]
-            self._outbox = self._outbox[_BATCH:]
+            batch = self._in_flight = self._next_batch()
             try:
-                results = await _send(
-                    self._client, self._keys, self._log, self._firehose_length, batch
+                answers = await _send(
+                    self._emit_batch, self._keys, self._log, self._firehose_length, batch
                 )
             except Exception as exc:
                 # Redis did not answer: what waits behind this round trip has waited as long,
                 # and fails with it rather than wait its own turn.
                 failed = batch + self._outbox
-                self._in_flight, self._outbox = [], []
-                self._failures.fail((f for _, f in failed), EmitError(f"Redis: {exc}"))
+                self._outbox = []
+                self._done_with(failed)
+                self._fail(failed, EmitError(f"Redis: {exc}"))
                 if self._closing:
                     return
                 continue
-            self._in_flight = []
-            for (_, future), result in zip(batch, results, strict=True):
-                if isinstance(result, Exception):  # this emit alone failed; the others stand
-                    self._failures.fail((future,), EmitError(f"Redis refused an emit: {result}"))
+            self._done_with(batch)
+            results, failure = answers
+            if failure is not None:  # a command failed midway: what came after did not go out
+                error = EmitError(f"Redis refused the emits of a round trip: {failure}")
+                self._fail(batch[len(results) :], error)
+            emitted = 0
+            for (event, future), (event_id, new) in zip(batch, results, strict=False):
+                if new < 0:  # this emit alone failed; the others stand
+                    error = EmitError(f"Redis refused an emit: {event_id}")
+                    self._fail([(event, future)], error)
                     continue
-                event_id, new = result
-                if new:
-                    self._metrics.emitted += 1
-                resolve(future, str(event_id))
+                emitted += new
+                if future is not None:
+                    resolve(future, event_id)
+            self._metrics.emitted += emitted
 
     # -- replaying --------------------------------------------------------------------------------
 
@@ -260,28 +334,38 @@ class RedisBroker:
 
 
 async def _send(
-    client: Redis | None, keys: RedisKeys, log: LogConfig, firehose: int, batch: list[_Pending]
-) -> list[Any]:
-    """One round trip: the fence, then the emits. Raises if the fence failed."""
-    assert client is not None
-    now_ms = str(int(time.time() * 1000))
+    script: AsyncScript, keys: RedisKeys, log: LogConfig, firehose: int, batch: list[_Pending]
+) -> tuple[list[tuple[str, int]], str | None]:
+    """One round trip, one script: the fence, then the emits. Returns each emit's ``(id,
+    new)`` (``new``: 1 published, 0 its key was published before, -1 it failed, the id the
+    error), and the error that stopped the script after those, if one did (the others did
+    not go out). Raises if nothing ran (the fence failed, or Redis did not answer)."""
+    names = [keys.seq, keys.epoch, keys.epochs, keys.run, keys.topics, keys.firehose]
+    names.append(keys.trimmed)
+    index: dict[str, int] = {}
     slack = max(1, log.history // 10)
-    key_ttl = str(max(1, int(log.key_ttl * 1000)))
-    pipe = client.pipeline(transaction=False)
-    pipe.eval(FENCE, *keys.fence_args(_token()))
+    key_ttl = max(1, int(log.key_ttl * 1000))
+    emits: list[tuple[int, int, str, str, str]] = []
     for event, _ in batch:
-        pipe.eval(
-            EMIT,
-            7,
-            *(keys.seq, keys.topic(event.topic), keys.topics, keys.firehose),
-            *(keys.trimmed, keys.epoch, keys.key(event.key or "")),
-            *(event.topic, event.data, event.type or "", log.history),
-            *(firehose, now_ms, slack, key_ttl if event.key else "0"),
-        )
-    fenced, *results = await pipe.execute(raise_on_error=False)
-    if isinstance(fenced, Exception):
-        raise fenced  # no emit may go out unfenced; they failed on the same error
-    return results
+        log_key = keys.topic(event.topic)
+        at = index.get(log_key)
+        if at is None:
+            names.append(log_key)
+            at = index[log_key] = len(names)  # (Lua counts from 1)
+        key_at = 0
+        if event.key:
+            name = keys.key(event.key)
+            key_at = index.get(name, 0)
+            if not key_at:
+                names.append(name)
+                key_at = index[name] = len(names)
+        emits.append((at, key_at, event.topic, event.data, event.type or ""))
+    now_ms = int(time.time() * 1000)
+    batch_json = json.dumps(emits, ensure_ascii=False, separators=(",", ":"))
+    args = (_token(), log.history, firehose, now_ms, slack, key_ttl, batch_json)
+    reply = await script(keys=names, args=args)
+    answers = [(str(reply[i]), int(reply[i + 1])) for i in range(2, len(reply), 2)]
+    return answers, (str(reply[1]) or None)
 
 
 def _connect(url: str, timeout: float) -> Redis:
@@ -292,6 +376,15 @@ def _connect(url: str, timeout: float) -> Redis:
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
     )
+
+
+def _cost(event: Outgoing) -> int:
+    """The bytes an emit holds while it waits (about)."""
+    return len(event.data) + len(event.topic) + _OVERHEAD
+
+
+def _size(count: int) -> str:
+    return f"{count / (1 << 20):g} MiB" if count >= 1 << 20 else f"{count:,} bytes"
 
 
 def _token() -> str:

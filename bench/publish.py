@@ -1,0 +1,126 @@
+"""Publishing through Redis: events per second that rxsse's ``RedisBroker`` publishes, beside
+raw redis-py pipelining ``XADD ... MAXLEN ~`` in batches of 1,000 (the broker's target: at
+least 0.8x of it), on a redis-server the benchmark starts itself, in one run.
+
+Three ways to publish E events, each timed until Redis has confirmed the last one:
+
+- raw: redis-py, one pipeline of 1,000 ``XADD`` per round trip (no ids of its own, no replay
+  log, no idempotency: the ceiling of one client connection);
+- emit: ``bus.emit`` E - 1 times, then ``await bus.publish`` (the broker publishes in order,
+  so the last confirmed means all are);
+- emit in bursts: 1,000 ``bus.emit`` per loop iteration (a producer of a price feed), then an
+  awaited publish: none may be refused;
+- publish: ``await bus.publish`` for each, 1,000 at a time (``asyncio.gather``).
+
+Run: ``python -m bench.publish --events 50000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+
+from bench.common import pin, save_table, start_redis
+from rxsse import EventBus, RedisBroker
+
+PAYLOAD = {"n": 0, "payload": "x" * 32}
+BATCH = 1000
+
+
+async def raw_xadd(url: str, events: int) -> float:
+    """Seconds for redis-py to pipeline ``events`` XADDs in batches of :data:`BATCH`."""
+    client = Redis.from_url(url)
+    data = json.dumps(PAYLOAD)
+    started = time.perf_counter()
+    for start in range(0, events, BATCH):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(min(BATCH, events - start)):
+            pipe.xadd("raw:stream", {"d": data, "y": ""}, maxlen=100_000, approximate=True)
+        await pipe.execute()
+    seconds = time.perf_counter() - started
+    await client.aclose()
+    return seconds
+
+
+async def with_bus(
+    url: str, events: int, run: Callable[[EventBus, int], Awaitable[None]]
+) -> tuple[float, int]:
+    """Seconds for ``run`` to publish ``events`` through a fresh bus, and the emits refused."""
+    bus = EventBus(RedisBroker(url, prefix=f"bench-{os.getpid()}-{time.monotonic_ns()}"))
+    await bus.publish("warm-up", 0)  # connected, fenced
+    started = time.perf_counter()
+    await run(bus, events)
+    seconds = time.perf_counter() - started
+    refused = bus.metrics.emits_rejected + bus.metrics.emit_failures
+    await bus.close()
+    return seconds, refused
+
+
+async def emit_all(bus: EventBus, events: int) -> None:
+    for n in range(events - 1):
+        bus.emit("bench", {"n": n, "payload": "x" * 32})
+    await bus.publish("bench", PAYLOAD)
+
+
+async def emit_in_bursts(bus: EventBus, events: int) -> None:
+    for start in range(0, events - 1, BATCH):
+        for n in range(start, min(start + BATCH, events - 1)):
+            bus.emit("bench", {"n": n, "payload": "x" * 32})
+        await asyncio.sleep(0)  # one loop iteration per burst
+    await bus.publish("bench", PAYLOAD)
+
+
+async def publish_each(bus: EventBus, events: int) -> None:
+    for start in range(0, events, BATCH):
+        count = min(BATCH, events - start)
+        await asyncio.gather(
+            *(bus.publish("bench", {"n": start + n, "payload": "x" * 32}) for n in range(count))
+        )
+
+
+async def measure(url: str, events: int, rounds: int) -> str:
+    ways: list[tuple[str, Callable[[EventBus, int], Awaitable[None]]]] = [
+        ("`bus.emit` E times, then `await bus.publish`", emit_all),
+        ("`bus.emit` in bursts of 1,000 per loop iteration", emit_in_bursts),
+        ("`await bus.publish`, 1,000 at a time", publish_each),
+    ]
+    raw = min([await raw_xadd(url, events) for _ in range(rounds)])
+    rows = [f"| raw redis-py, pipelined `XADD` x1,000 | {events / raw:,.0f} | 1.00 | - |"]
+    for name, run in ways:
+        results = [await with_bus(url, events, run) for _ in range(rounds)]
+        seconds = min(s for s, _ in results)
+        refused = max(r for _, r in results)
+        rate = events / seconds
+        rows.append(f"| rxsse `RedisBroker`: {name} | {rate:,.0f} | {rate * raw / events:.2f} "
+                    f"| {refused:,} |")  # fmt: skip
+    header = (
+        f"Publishing {events:,} events (best of {rounds}) to one redis-server on loopback, "
+        "one client process pinned to one core.\n\n"
+        "| publisher | events/s | x raw | refused |\n|---|---:|---:|---:|"
+    )
+    return "\n".join([header, *rows])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    redis, port = start_redis()
+    try:
+        pin(0)
+        table = asyncio.run(measure(f"redis://127.0.0.1:{port}/0", args.events, args.rounds))
+    finally:
+        redis.kill()
+        redis.wait()
+    save_table("publish.md", table)
+
+
+if __name__ == "__main__":
+    main()
