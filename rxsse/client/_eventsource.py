@@ -5,6 +5,11 @@ event id, ``Last-Event-ID``; when the connection drops or the body ends it waits
 time (which the server may change with ``retry:``) and connects again, with the same request.
 Unlike a browser, a failure that makes reconnecting pointless (a status other than 200, a wrong
 Content-Type) raises :class:`EventSourceError`, and HTTP 204 ends the iteration cleanly.
+
+What happens to the connection is public, beside the events: :attr:`EventSource.state` (as a
+browser's ``readyState``), :attr:`EventSource.last_error`, and the ``on_open`` / ``on_error``
+callbacks (a browser's ``onopen`` / ``onerror``), so a caller learns of every lost connection,
+read timeout and refused reconnect, not only the log.
 """
 
 from __future__ import annotations
@@ -13,19 +18,25 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import aiohttp
 
 from .._event import MessageEvent
 from .._parser import Parser
-from ._request import StopStream, StreamRequest, check_response
+from ._request import EventSourceError, StopStream, StreamRequest, check_response
 
 logger = logging.getLogger("rxsse.client")
 
 _NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+
+#: Where a source stands, as a browser's ``readyState``: ``"connecting"`` (before the first
+#: response, and while it waits to reconnect), ``"open"`` (a stream is being read),
+#: ``"closed"`` (it ended: :meth:`EventSource.close`, a 204, a refused reconnect, or
+#: ``max_reconnects`` failures in a row).
+ConnectionState: TypeAlias = Literal["connecting", "open", "closed"]
 
 
 class EventSource:
@@ -53,6 +64,13 @@ class EventSource:
             waits ``retry`` (the server's ``retry:`` wins); after the n-th failure in a row it
             waits ``retry * 2 ** (n - 1)``, at most this, less a random share of up to half
             (so that clients cut off together do not all come back together).
+        on_open: called (no arguments) each time a stream opens: a 200 with the right
+            Content-Type, the headers read.
+        on_error: called with the error each time a connection fails: the network error or
+            ``TimeoutError`` (``read_timeout``) before a reconnect, or the
+            :class:`EventSourceError` (or the last network error) that ends the source, before
+            it is raised. :attr:`state` says which: ``"connecting"`` or ``"closed"``. A
+            callback that raises is logged; the source goes on.
 
     Redirects (301, 302, 303, 307, 308) are followed; reconnects go where the last one led
     within the same origin, as the WHATWG ``EventSource`` does (see :attr:`current_url`).
@@ -78,6 +96,8 @@ class EventSource:
         max_reconnects: int | None = None,
         read_timeout: float | None = None,
         max_backoff: float = 60.0,
+        on_open: Callable[[], object] | None = None,
+        on_error: Callable[[BaseException], object] | None = None,
     ) -> None:
         _check_times(retry, read_timeout, max_backoff)
         self.url = url
@@ -101,6 +121,21 @@ class EventSource:
         self._restart = False  # restart() asked to drop the connection being read
         self._wake = asyncio.Event()  # ends the wait before a reconnect (restart, close)
         self.connections = 0  #: how many times a stream was opened (status 200)
+        self._state: ConnectionState = "connecting"
+        self._last_error: BaseException | None = None
+        self._on_open = on_open
+        self._on_error = on_error
+
+    @property
+    def state(self) -> ConnectionState:
+        """``"connecting"``, ``"open"`` or ``"closed"`` (see :data:`ConnectionState`)."""
+        return self._state
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The error of the last connection that failed (kept after a later one opens), or
+        None if none has."""
+        return self._last_error
 
     @property
     def last_event_id(self) -> str:
@@ -167,6 +202,7 @@ class EventSource:
     async def close(self) -> None:
         """Close the connection (and the session, if this object created it)."""
         self._closed = True
+        self._state = "closed"
         self._wake.set()
         if self._response is not None:
             self._response.close()  # ends a read in progress in another task, too
@@ -188,19 +224,27 @@ class EventSource:
                 self.failures = 0  # the body ended normally
                 delay = self.retry
             except StopStream:
+                self._state = "closed"
                 return
+            except EventSourceError as exc:
+                self._failed(exc, "closed")
+                raise
             except _NETWORK_ERRORS as exc:
                 if self._restart:
+                    self._state = "connecting"
                     continue  # the connection we dropped on purpose: no failure, no wait
                 self.failures += 1
                 if self._max_reconnects is not None and self.failures > self._max_reconnects:
+                    self._failed(exc, "closed")
                     raise
                 delay = self.backoff * (1 - random.random() / 2)
                 logger.info(
                     "event stream %s lost (%s); reconnecting in %.1f s", self.url, exc, delay
                 )
+                self._failed(exc, "connecting")
             if self._closed:
                 return
+            self._state = "connecting"
             if not self._restart:
                 with contextlib.suppress(asyncio.TimeoutError):  # (not TimeoutError before 3.11)
                     await asyncio.wait_for(self._wake.wait(), delay)
@@ -217,6 +261,8 @@ class EventSource:
         ) as response:
             check_response(response)
             self.connections += 1
+            self._state = "open"
+            self._call(self._on_open)
             self._request = request.after_redirect(response)
             self._restart = False  # (one asked for while connecting: this is the new connection)
             self._response = response
@@ -227,6 +273,19 @@ class EventSource:
             finally:
                 self._response = None
                 self._parser.finish()
+
+    def _failed(self, error: BaseException, state: ConnectionState) -> None:
+        self._state = "closed" if self._closed else state
+        self._last_error = error
+        self._call(self._on_error, error)
+
+    def _call(self, callback: Callable[..., object] | None, *args: Any) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception("the callback %r of event stream %s failed", callback, self.url)
 
 
 def _check_times(retry: float, read_timeout: float | None, max_backoff: float) -> None:

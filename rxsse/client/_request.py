@@ -118,8 +118,11 @@ def check_response(response: aiohttp.ClientResponse) -> None:
     if response.status == 204:
         raise StopStream
     if response.status != 200:
+        why = "not 200"
+        if 300 <= response.status < 400 and not response.headers.get("Location"):
+            why = "a redirect with no Location to follow"  # (missing or empty)
         raise EventSourceError(
-            f"{response.url} answered {response.status} {response.reason}, not 200",
+            f"{response.url} answered {response.status} {response.reason}, {why}",
             status=response.status,
             content_type=content_type,
         )

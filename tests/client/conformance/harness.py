@@ -11,13 +11,17 @@ The test service protocol (JSON bodies):
 - ``POST <location>`` ``{"command": "restart"}``: drop the connection and reconnect at once.
 - ``DELETE <location>``: stop the client.
 - The service reports what its client reads as ``POST <callbackUrl>/<n>`` (n = 1, 2, ...):
-  ``{"kind": "event", "event": {"type", "data", "id"}}``, ``{"kind": "comment", "comment"}``
-  or ``{"kind": "error", "comment"}``.
+  ``{"kind": "event", "event": {"type", "data", "id"}}``, ``{"kind": "comment", "comment"}``,
+  ``{"kind": "error", "comment"}`` (a connection failed: a network error or read timeout
+  before a reconnect, or the error that ends the client) or ``{"kind": "end"}`` (the client
+  stopped of itself: a 204). Errors a case does not expect are passed over.
 
 The harness serves each case's stream itself (real aiohttp sockets, see ``stream_server``) and
 plays the case's steps (``cases.json``): ``connect`` (await the client's next request and check
-its method, headers, body), ``send`` (text, optionally ``chunk`` bytes per write), ``end``,
-``break``, ``command`` and ``expect`` (the next callbacks, in order).
+its method, headers, body), ``send`` (text, optionally ``repeat``-ed and ``chunk`` bytes per
+write), ``end``, ``break``, ``answer-next`` (the next request gets this status, no body),
+``command`` and ``expect`` (the next callbacks, in order: events, whose ``data`` may be
+``{"repeat": text, "times": n, "lines": k}``, comments, ``{"error": true}``, ``{"end": true}``).
 
 Run against a service: ``python -m tests.client.conformance.harness http://127.0.0.1:8000``.
 """
@@ -93,11 +97,15 @@ class Callbacks:
             self._messages[number] = message
             self._arrived.notify_all()
 
-    async def next(self) -> dict[str, Any]:
-        async with asyncio.timeout(DEADLINE), self._arrived:
-            await self._arrived.wait_for(lambda: self._next in self._messages)
-            self._next += 1
-            return self._messages.pop(self._next - 1)
+    async def next(self, *, errors: bool = False) -> dict[str, Any]:
+        """The next message; errors are passed over unless ``errors``."""
+        while True:
+            async with asyncio.timeout(DEADLINE), self._arrived:
+                await self._arrived.wait_for(lambda: self._next in self._messages)
+                self._next += 1
+                message = self._messages.pop(self._next - 1)
+            if errors or message.get("kind") != "error":
+                return message
 
 
 class Harness:
@@ -112,8 +120,8 @@ class Harness:
         self._numbers = itertools.count(1)
 
     def app(self) -> web.Application:
-        """The harness's own server: case streams and callbacks."""
-        app = web.Application()
+        """The harness's own server: case streams and callbacks (10 MiB events included)."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/cases/{case}/stream", self._stream)
         app.router.add_route("*", "/cases/{case}/redirect/{status}", self._redirect)
         app.router.add_post("/callbacks/{case}/{number}", self._callback)
@@ -164,14 +172,16 @@ class Harness:
             _check_request(connection, step["connect"])
         elif "expect" in step:
             for expected in step["expect"]:
-                _check_message(await callbacks.next(), expected)
+                _check_message(await callbacks.next(errors="error" in expected), expected)
+        elif "answer-next" in step:
+            streams.answer_next.append(step["answer-next"])
         elif "command" in step:
             async with self.session.post(client, json={"command": step["command"]}) as answer:
                 assert answer.status < 300, f"the service refused {step['command']!r}"
         else:
             assert connection is not None, "no connection to write to: 'connect' first"
             if "send" in step:
-                connection.send(step["send"], chunk=step.get("chunk"))
+                connection.send(step["send"] * step.get("repeat", 1), chunk=step.get("chunk"))
             elif "end" in step:
                 connection.end()
             elif "break" in step:
@@ -216,7 +226,14 @@ def _check_message(message: dict[str, Any], expected: dict[str, Any]) -> None:
     if "comment" in expected:
         assert message == {"kind": "comment", "comment": expected["comment"]}, message
         return
+    for kind in ("error", "end"):
+        if kind in expected:
+            assert message.get("kind") == kind, f"expected an {kind}, got {message}"
+            return
     want = {"type": "message", "id": "", **expected["event"]}
+    if isinstance(want["data"], dict):  # a long one: {"repeat": text, "times": n, "lines": k}
+        long = want["data"]
+        want["data"] = "\n".join([long["repeat"] * long["times"]] * long.get("lines", 1))
     assert message.get("kind") == "event", f"expected an event, got {message}"
     event = message["event"]
     got = {
@@ -224,7 +241,9 @@ def _check_message(message: dict[str, Any], expected: dict[str, Any]) -> None:
         "data": event.get("data"),
         "id": event.get("id") or "",
     }
-    assert got == want, f"event {got}, expected {want}"
+    if got != want:  # (a long data says only how it differs)
+        short = {k: (v if len(str(v)) < 200 else f"{len(v)} chars") for k, v in got.items()}
+        assert got == want, f"event {short}, expected another (type, id or data)"
 
 
 @asynccontextmanager

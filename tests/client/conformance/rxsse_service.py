@@ -26,33 +26,53 @@ CAPABILITIES = [
     "restart",
     "bom",
     "redirect",
+    "errors",
+    "stop",
 ]
 
 
 class Client:
-    """One EventSource, its events posted to the harness's callback URL."""
+    """One EventSource, its events and connection errors (``on_error``) posted to the harness's
+    callback URL, numbered in the order they happened."""
 
-    def __init__(self, source: EventSource, callback_url: str, session: aiohttp.ClientSession):
-        self.source = source
-        self.callback_url = callback_url.rstrip("/")
+    def __init__(self, options: dict[str, Any], session: aiohttp.ClientSession):
+        timeout = options.get("readTimeoutMs")
+        self.source = EventSource(
+            options["streamUrl"],
+            method=options.get("method") or "GET",
+            headers=options.get("headers"),
+            body=options.get("body"),
+            comments=True,
+            last_event_id=options.get("lastEventId"),
+            retry=(options.get("initialDelayMs") or 0) / 1000,
+            read_timeout=None if timeout is None else timeout / 1000,
+            on_error=lambda error: self._report({"kind": "error", "comment": str(error)}),
+        )
+        self.callback_url = options["callbackUrl"].rstrip("/")
         self.session = session
         self._numbers = itertools.count(1)
+        self._posts: set[asyncio.Task[None]] = set()
         self.task = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
-        try:
+        with contextlib.suppress(EventSourceError):  # (reported by on_error)
             async for event in self.source:
                 if event.comment is not None:
-                    await self._post({"kind": "comment", "comment": event.comment})
+                    self._report({"kind": "comment", "comment": event.comment})
                 else:
                     message = {"type": event.type, "data": event.data, "id": event.id}
-                    await self._post({"kind": "event", "event": message})
-        except EventSourceError as exc:
-            await self._post({"kind": "error", "comment": str(exc)})
+                    self._report({"kind": "event", "event": message})
+            if self.source.state == "closed" and self.source.last_error is None:
+                self._report({"kind": "end"})  # it stopped of itself (a 204)
 
-    async def _post(self, message: dict[str, Any]) -> None:
-        url = f"{self.callback_url}/{next(self._numbers)}"
-        async with self.session.post(url, json=message):
+    def _report(self, message: dict[str, Any]) -> None:
+        """Post ``message`` as the next callback (numbered now: the harness orders them)."""
+        task = asyncio.ensure_future(self._post(next(self._numbers), message))
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
+
+    async def _post(self, number: int, message: dict[str, Any]) -> None:
+        async with self.session.post(f"{self.callback_url}/{number}", json=message):
             pass
 
     async def close(self) -> None:
@@ -60,6 +80,8 @@ class Client:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
+        for task in list(self._posts):  # (late ones: the harness drops them anyway)
+            task.cancel()
 
 
 def create_app() -> web.Application:
@@ -73,19 +95,8 @@ def create_app() -> web.Application:
 
     async def create(request: web.Request) -> web.Response:
         options = await request.json()
-        timeout = options.get("readTimeoutMs")
-        source = EventSource(
-            options["streamUrl"],
-            method=options.get("method") or "GET",
-            headers=options.get("headers"),
-            body=options.get("body"),
-            comments=True,
-            last_event_id=options.get("lastEventId"),
-            retry=(options.get("initialDelayMs") or 0) / 1000,
-            read_timeout=None if timeout is None else timeout / 1000,
-        )
         number = str(next(numbers))
-        clients[number] = Client(source, options["callbackUrl"], request.app[session_key])
+        clients[number] = Client(options, request.app[session_key])
         return web.Response(status=201, headers={"Location": f"/clients/{number}"})
 
     async def command(request: web.Request) -> web.Response:

@@ -3,7 +3,8 @@
 breaks, byte by byte if it likes. Real aiohttp, real sockets.
 
 Routes (under any prefix the owner adds them with): ``/stream`` answers every method;
-``/redirect/{status}`` answers with that redirect status to ``/stream`` (or to ``?to=URL``).
+``/redirect/{status}`` answers with that redirect status to ``/stream`` (or to ``?to=URL``;
+``?location=none`` sends no ``Location``, ``?location=empty`` an empty one).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class StreamServer:
         self._redirects = 0
         self.redirects_served = 0  #: redirects answered in all
         self.hold = False  #: hold each response's headers until its connection is released
+        #: statuses the next connections are answered with (no body), in order, before 200s
+        self.answer_next: list[int] = []
 
     def add_routes(self, app: web.Application, prefix: str = "") -> None:
         """Serve ``prefix/stream`` and ``prefix/redirect/{status}`` from ``app``."""
@@ -88,6 +91,8 @@ class StreamServer:
         connection.redirects, self._redirects = self._redirects, 0
         self.connections.append(connection)
         self._arrived.put_nowait(connection)
+        if self.answer_next:
+            return web.Response(status=self.answer_next.pop(0))
         if self.hold:
             await connection._released.wait()
         response = web.StreamResponse(
@@ -114,7 +119,9 @@ class StreamServer:
         self._redirects += 1
         self.redirects_served += 1
         target = request.query.get("to") or request.path.rsplit("/redirect/", 1)[0] + "/stream"
-        return web.Response(status=int(request.match_info["status"]), headers={"Location": target})
+        location = request.query.get("location")
+        headers = {} if location == "none" else {"Location": "" if location == "empty" else target}
+        return web.Response(status=int(request.match_info["status"]), headers=headers)
 
 
 class ServedStreams(StreamServer):
