@@ -182,10 +182,13 @@ class RedisServer:
     instead of the AOF.
     """
 
-    def __init__(self, directory: Path, *, persistent: bool = True) -> None:
+    def __init__(
+        self, directory: Path, *, persistent: bool = True, args: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.directory = directory
         self.persistent = persistent
+        self.args = args  #: more redis-server options (e.g. ``--replicaof host port``)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -202,6 +205,7 @@ class RedisServer:
                 *("--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "no"),
                 *("--save", "", "--dir", str(self.directory)),
                 *("--appendonly", "yes" if self.persistent and not from_snapshot else "no"),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
         )

@@ -24,6 +24,9 @@ Layout in Redis (all keys share the hash tag ``{prefix}``, so they live in one c
   bus in order. Topic patterns need that total order, which per-topic readers cannot give.
 - ``{rxsse}:topics``: the set of topic names, to resolve patterns when replaying.
 - ``{rxsse}:k:<key>``: the id an idempotent emit got, for ``key_ttl`` seconds.
+- ``{rxsse}:lost``: the points after which a data set lost events (a failover to a replica
+  that was behind), recorded by the readers that saw the loss, so that a later resume from
+  before such a point is a ``reset`` too.
 
 If Redis goes away the reader retries with backoff and, when it is back, checks the epochs:
 if nothing was lost it resumes from its last id, so local subscribers keep their streams;
@@ -44,14 +47,13 @@ import uuid
 from typing import Final, Never
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from ..._checks import check_count, check_seconds
 from .._broker import EmitError, EmitFailures, LogConfig, Outgoing, Replay, Sink, Span, resolve
 from .._metrics import BusMetrics
 from .._topics import TopicPattern
+from ._connect import connect
 from ._epochs import EMIT_BATCH
 from ._firehose import UNAVAILABLE, Firehose, RedisKeys
 from ._replay import read_replay
@@ -73,7 +75,9 @@ class RedisBroker:
     """A :class:`rxsse.Broker` on Redis Streams, for several processes serving one stream.
 
     Args:
-        url: the Redis server, e.g. ``redis://127.0.0.1:6379/0``.
+        url: the Redis server, e.g. ``redis://127.0.0.1:6379/0``, or the primary Redis
+            Sentinel names: ``redis+sentinel://host:port[,host:port...]/service[/db]``
+            (followed across a failover).
         prefix: the key prefix (and cluster hash tag); apps sharing it share their events.
         firehose: how many entries the firehose keeps (approximately): how far a process's
             reader may fall behind before it misses live events.
@@ -136,7 +140,7 @@ class RedisBroker:
         self._outbox_ready = asyncio.Event()
         self._closing = False
         self._closed = False
-        self._state = RedisState(self._keys, lambda: _connect(url, emit_timeout))
+        self._state = RedisState(self._keys, lambda: connect(url, emit_timeout))
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -154,7 +158,7 @@ class RedisBroker:
     async def _start(self, sink: Sink) -> int:
         self._closed = False
         loop = self._publishing_loop()
-        self._reader_client = _connect(self.url, self._block_ms / 1000 + self._emit_timeout)
+        self._reader_client = connect(self.url, self._block_ms / 1000 + self._emit_timeout)
         self._reader = Firehose(
             self._reader_client,
             self._keys,
@@ -184,7 +188,7 @@ class RedisBroker:
         self._outbox_ready = asyncio.Event()
         self._room = asyncio.Event()
         # No automatic retries: re-sending an emit could publish it twice.
-        self._client = client = _connect(self.url, self._emit_timeout)
+        self._client = client = connect(self.url, self._emit_timeout)
         # EVALSHA, loading the script again (and only then) when a Redis lost it: NOSCRIPT
         # means nothing ran, so sending it again publishes nothing twice.
         self._emit_batch = client.register_script(EMIT_BATCH)
@@ -366,16 +370,6 @@ async def _send(
     reply = await script(keys=names, args=args)
     answers = [(str(reply[i]), int(reply[i + 1])) for i in range(2, len(reply), 2)]
     return answers, (str(reply[1]) or None)
-
-
-def _connect(url: str, timeout: float) -> Redis:
-    return Redis.from_url(
-        url,
-        decode_responses=True,
-        retry=Retry(NoBackoff(), 0),
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-    )
 
 
 def _cost(event: Outgoing) -> int:

@@ -25,7 +25,7 @@ UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 class RedisKeys:
     """The names of the Redis keys of one prefix (all under one cluster hash tag)."""
 
-    __slots__ = ("epoch", "epochs", "firehose", "run", "seq", "tag", "topics", "trimmed")
+    __slots__ = ("epoch", "epochs", "firehose", "lost", "run", "seq", "tag", "topics", "trimmed")
 
     def __init__(self, prefix: str) -> None:
         self.tag = tag = f"{{{prefix}}}"
@@ -36,6 +36,7 @@ class RedisKeys:
         self.epoch = f"{tag}:epoch"
         self.epochs = f"{tag}:epochs"
         self.run = f"{tag}:run"
+        self.lost = f"{tag}:lost"  # where data sets went back in time (see Firehose._resync)
 
     def topic(self, topic: str) -> str:
         return f"{self.tag}:t:{topic}"
@@ -157,6 +158,10 @@ class Firehose:
         kept = diverges_after(self.epochs, epochs, self.seq)
         self.epochs = epochs
         if kept < self.seq:
+            # Recorded for the replays to come: a resume from before ``kept`` that crosses
+            # it is a reset too (the data set alone cannot tell: the new epoch begins right
+            # after what it holds, as after a restart that lost nothing).
+            await self._client.hset(self._keys.lost, str(kept), str(self.seq))
             logger.warning(
                 "Redis at %s lost the events after %d (it came back empty, from an older "
                 "snapshot, or as a replica that was behind); subscribers get a reset there",

@@ -30,15 +30,21 @@ async def read_replay(
     pipe = client.pipeline(transaction=True)
     pipe.lrange(keys.epochs, 0, -1)
     pipe.get(keys.seq)
+    pipe.hkeys(keys.lost)
     if not pattern.is_exact:
         pipe.smembers(keys.topics)
-    found_epochs, head_value, *members = await pipe.execute()
+    found_epochs, head_value, losses, *members = await pipe.execute()
     epochs = parse_epochs([str(entry) for entry in found_epochs])
     head = int(head_value or 0)
     if not contains(epochs, start, epoch, head):
         return None
     if upto > head or diverges_after(delivered, epochs, upto) < upto:
         return None  # the data set changed under this process: its reader will reset
+    # Events after `kept` were lost (a failover to a replica that was behind) since this
+    # client's point. (One exactly at `kept` holds the id the readers' reset carried, which
+    # resumes the new data set: it is not told twice.)
+    if any(start < int(kept) < upto for kept in losses):
+        return None
     if pattern.is_exact:
         topics = [pattern.text]
     else:
