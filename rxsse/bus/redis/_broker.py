@@ -53,7 +53,7 @@ from ..._checks import check_count, check_seconds
 from .._broker import EmitError, EmitFailures, LogConfig, Outgoing, Replay, Sink, Span, resolve
 from .._metrics import BusMetrics
 from .._topics import TopicPattern
-from ._connect import connect
+from ._connect import connect, disconnect
 from ._epochs import EMIT_BATCH
 from ._firehose import UNAVAILABLE, Firehose, RedisKeys
 from ._replay import read_replay
@@ -215,7 +215,7 @@ class RedisBroker:
         self._fail(waiting, EmitError("the Redis broker is closed"))
         for client in (self._client, self._reader_client):
             if client is not None:
-                await client.aclose()
+                await disconnect(client)
         self._client = self._reader_client = self._reader = None
         await self._state.close()
 

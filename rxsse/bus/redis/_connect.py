@@ -70,6 +70,15 @@ def connect(url: str, timeout: float) -> Redis:
     return primary
 
 
+async def disconnect(client: Redis) -> None:
+    """Close ``client``'s connections, and those to its sentinels (a Sentinel URL's): they are
+    not the client's own, and would otherwise be closed only when collected."""
+    await client.aclose()
+    sentinels = getattr(client.connection_pool, "sentinel_manager", None)
+    for sentinel in getattr(sentinels, "sentinels", ()):
+        await sentinel.aclose()
+
+
 def _address(host: str) -> tuple[str, int]:
     name, _, port = host.rpartition(":")
     if not name or not port.isdigit():

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from ._connect import disconnect
 from ._firehose import RedisKeys
 
 
@@ -60,5 +61,5 @@ class RedisState:
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await disconnect(self._client)
             self._client = None
