@@ -4,7 +4,7 @@
 // restart, so the service does not claim those capabilities.
 // Usage: node node_service.mjs PORT
 import http from "node:http";
-import { EventSource } from "../clients/node_modules/eventsource/dist/index.js";
+import { EventSource } from "../../clients/node_modules/eventsource/dist/index.js";
 
 const CAPABILITIES = ["headers", "post", "report", "bom", "redirect"];
 const clients = new Map();
