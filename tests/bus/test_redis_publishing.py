@@ -75,6 +75,23 @@ async def test_an_awaited_publish_waits_for_room_instead_of_failing(redis_server
         await bus.close()
 
 
+async def test_an_event_larger_than_the_bound_goes_alone(redis_server):
+    """An awaited publish of more than max_pending_bytes does not wait for ever: it goes when
+    nothing else waits."""
+    bus, _ = redis_bus(redis_server.url, max_pending_bytes=1000)
+    try:
+        big = "x" * 5000
+        both = asyncio.gather(bus.publish("t", big), bus.publish("t", big))
+        first, second = await asyncio.wait_for(both, 10)  # (a deadline: it would hang)
+        assert sequence_numbers([second]) == [sequence_numbers([first])[0] + 1]
+        bus.emit("t", big)  # nothing waits now: taken
+        assert bus.metrics.emits_rejected == 0
+        await bus.publish("t", "last")
+        assert bus.metrics.emitted == 4
+    finally:
+        await bus.close()
+
+
 async def test_an_emit_redis_refuses_fails_alone(redis_server):
     """A topic whose key holds something else than a stream: its emit fails with Redis's error,
     the emits beside it in the same round trip are published, and no sequence number is

@@ -246,7 +246,9 @@ class RedisBroker:
         self._enqueue(event, None)
 
     def _full(self, event: Outgoing) -> bool:
-        return self._pending_bytes + _cost(event) > self._max_pending_bytes
+        # (An event larger than the bound goes alone when nothing waits: else it never would.)
+        pending = self._pending_bytes
+        return pending > 0 and pending + _cost(event) > self._max_pending_bytes
 
     def _enqueue(self, event: Outgoing, future: asyncio.Future[str] | None) -> None:
         if self._closed:  # refused without connecting again
