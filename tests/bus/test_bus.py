@@ -410,6 +410,7 @@ async def test_emit_on_a_closed_redis_bus_fails_at_once(redis_server):
     with pytest.raises(EmitError, match="closed"):
         await bus.publish("t", 2)
     assert bus.metrics.emits_rejected == 2
+    assert not bus.broker._tasks  # no publisher started again
 
 
 async def test_the_bus_counters_are_served_with_the_stream_counters(serve):

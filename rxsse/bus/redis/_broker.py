@@ -232,11 +232,15 @@ class RedisBroker:
         while self._full(event) and not self._closed:  # back-pressure: wait for room
             self._room.clear()
             await self._room.wait()
-        future: asyncio.Future[str] = self._publishing_loop().create_future()
+        loop = asyncio.get_running_loop() if self._closed else self._publishing_loop()
+        future: asyncio.Future[str] = loop.create_future()
         self._enqueue(event, future)
         return await future
 
     def emit(self, event: Outgoing) -> None:
+        if self._closed:  # refused without connecting again
+            self._fail([(event, None)], EmitError("the Redis broker is closed"), rejected=True)
+            return
         if self._full(event):  # an emit cannot wait: refused, counted and logged
             size = _size(self._max_pending_bytes)
             error = EmitError(f"{size} of emits are already waiting for Redis")
