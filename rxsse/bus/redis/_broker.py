@@ -244,7 +244,7 @@ class RedisBroker:
         if self._full(event):  # an emit cannot wait: refused, counted and logged
             size = _size(self._max_pending_bytes)
             error = EmitError(f"{size} of emits are already waiting for Redis")
-            self._failures.fail((), error, rejected=True, unawaited=1)
+            self._fail([(event, None)], error, rejected=True)
             return
         self._publishing_loop()
         self._enqueue(event, None)

@@ -28,23 +28,26 @@ from typing import Final
 #: The epochs of a data set, in the order they began: ``(epoch, first sequence number)``.
 Epochs = Sequence[tuple[str, int]]
 
+# The fence, the start of both scripts below: `epoch` is the current epoch (a new one, after
+# `seq`, if the server started since the last fence), `seq` the head.
 # KEYS: seq counter, current epoch, epochs list, the run_id the epoch was fenced under.
-# ARGV: a fresh epoch token. Returns {epoch, head}.
-FENCE: Final = """
+# ARGV[1]: a fresh epoch token.
+_FENCE_STEPS: Final = """
 local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-local head = tonumber(redis.call('GET', KEYS[1]) or '0')
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local epoch = redis.call('GET', KEYS[2])
-if epoch and redis.call('GET', KEYS[4]) == run then
-  return {epoch, tostring(head)}
+if not (epoch and redis.call('GET', KEYS[4]) == run) then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[2], epoch)
+  redis.call('RPUSH', KEYS[3], epoch .. ':' .. (seq + 1))
+  redis.call('SET', KEYS[4], run)
 end
-epoch = ARGV[1]
-redis.call('SET', KEYS[2], epoch)
-redis.call('RPUSH', KEYS[3], epoch .. ':' .. (head + 1))
-redis.call('SET', KEYS[4], run)
-return {epoch, tostring(head)}
 """
 
-# One round trip of emits: the fence (as FENCE), then each emit, atomically.
+# The fence alone (a reader's start and resync). Returns {epoch, head}.
+FENCE: Final = _FENCE_STEPS + "return {epoch, tostring(seq)}\n"
+
+# One round trip of emits: the fence, then each emit, atomically.
 # KEYS: seq counter, current epoch, epochs list, run_id, topics set, firehose, trimmed map,
 #       then the batch's topic logs and idempotency keys (each named once).
 # ARGV: a fresh epoch token, history, firehose length, time (ms), trim slack, the keys' time to
@@ -57,17 +60,10 @@ return {epoch, tostring(head)}
 # after the last answered one did not go out; the counter still covers what did.
 # Each topic's log is trimmed in batches of `slack` entries (an approximate MAXLEN whose cut
 # is known): the newest trimmed id is recorded, so a replay can tell a gap from a quiet stretch.
-EMIT_BATCH: Final = """
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+EMIT_BATCH: Final = (
+    _FENCE_STEPS
+    + """
 local first = seq
-local epoch = redis.call('GET', KEYS[2])
-if not (epoch and redis.call('GET', KEYS[4]) == run) then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[2], epoch)
-  redis.call('RPUSH', KEYS[3], epoch .. ':' .. (seq + 1))
-  redis.call('SET', KEYS[4], run)
-end
 local out = {epoch, ''}
 local logs, names = {}, {}
 local function emit_all()
@@ -118,6 +114,7 @@ for _, pair in ipairs(names) do
 end
 return out
 """
+)
 
 
 def parse_epochs(entries: Sequence[str]) -> list[tuple[str, int]]:
