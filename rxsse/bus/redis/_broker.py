@@ -46,14 +46,13 @@ import time
 import uuid
 from typing import Final, Never
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from ..._checks import check_count, check_seconds
 from .._broker import EmitError, EmitFailures, LogConfig, Outgoing, Replay, Sink, Span, resolve
 from .._metrics import BusMetrics
 from .._topics import TopicPattern
-from ._connect import connect, disconnect
+from ._connect import Client, connect, disconnect
 from ._epochs import EMIT_BATCH
 from ._firehose import UNAVAILABLE, Firehose, RedisKeys
 from ._replay import read_replay
@@ -75,10 +74,12 @@ class RedisBroker:
     """A :class:`rxsse.Broker` on Redis Streams, for several processes serving one stream.
 
     Args:
-        url: the Redis server, e.g. ``redis://127.0.0.1:6379/0``, or the primary Redis
+        url: the Redis server, e.g. ``redis://127.0.0.1:6379/0``; the primary Redis
             Sentinel names: ``redis+sentinel://host:port[,host:port...]/service[/db]``
-            (followed across a failover).
+            (followed across a failover); or a Redis Cluster:
+            ``redis+cluster://host:port[,host:port...]`` (the bus lives in its prefix's slot).
         prefix: the key prefix (and cluster hash tag); apps sharing it share their events.
+            On a cluster, buses of different prefixes spread over the primaries.
         firehose: how many entries the firehose keeps (approximately): how far a process's
             reader may fall behind before it misses live events.
         block_ms: how long one ``XREAD`` waits before it is issued again.
@@ -131,9 +132,9 @@ class RedisBroker:
         self._metrics = BusMetrics()
         self._failures = EmitFailures(logger, self._metrics, f"Redis at {url}")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: Redis | None = None
+        self._client: Client | None = None
         self._reader: Firehose | None = None
-        self._reader_client: Redis | None = None
+        self._reader_client: Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox: list[_Pending] = []
         self._in_flight: list[_Pending] = []
@@ -203,8 +204,9 @@ class RedisBroker:
         self._closing = True
         for task in self._tasks:
             task.cancel()
-        if self._reader_client is not None:  # a blocked XREAD ends now, not in block_ms
-            await self._reader_client.connection_pool.disconnect()
+        pool = getattr(self._reader_client, "connection_pool", None)  # (not a cluster's)
+        if pool is not None:  # a blocked XREAD ends now, not in block_ms
+            await pool.disconnect()
         if self._tasks:
             _, stuck = await asyncio.wait(self._tasks, timeout=5)
             for task in stuck:

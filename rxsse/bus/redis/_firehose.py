@@ -7,13 +7,13 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..._event import MessageEvent
 from .._broker import Entry, Sink
 from .._retry import Backoff
+from ._connect import Client
 from ._epochs import FENCE, Epochs, cover, diverges_after, parse_epochs
 
 logger = logging.getLogger("rxsse.redis")
@@ -49,14 +49,14 @@ class RedisKeys:
         return (4, self.seq, self.epoch, self.epochs, self.run, token)
 
 
-async def fence(client: Redis, keys: RedisKeys, token: str) -> tuple[str, int]:
+async def fence(client: Client, keys: RedisKeys, token: str) -> tuple[str, int]:
     """Run the fence: the current epoch (a new one if the server started since the last
     fence) and the head."""
     epoch, head = await client.eval(FENCE, *keys.fence_args(token))
     return str(epoch), int(head)
 
 
-async def read_epochs(client: Redis, keys: RedisKeys) -> list[tuple[str, int]]:
+async def read_epochs(client: Client, keys: RedisKeys) -> list[tuple[str, int]]:
     return parse_epochs([str(entry) for entry in await client.lrange(keys.epochs, 0, -1)])
 
 
@@ -75,7 +75,7 @@ class Firehose:
 
     def __init__(
         self,
-        client: Redis,
+        client: Client,
         keys: RedisKeys,
         sink: Sink,
         *,

@@ -5,19 +5,37 @@ from __future__ import annotations
 
 import logging
 import time
-
-from redis.asyncio import Redis
+from typing import Final
 
 from ..._event import MessageEvent
 from .._broker import Entry, Replay, Span, parse_event_id
+from ._connect import Client
 from ._epochs import Epochs, contains, cover, diverges_after, parse_epochs
 from ._firehose import RedisKeys, unreadable
 
 logger = logging.getLogger("rxsse.redis")  # (the name users configure)
 
+# What a resume point is checked against, in one consistent view (a script, not a MULTI:
+# redis-py's cluster client runs no transactions before 6, and all keys share one slot).
+# KEYS: epochs, seq, lost, topics. ARGV[1]: 1 to read the topics' names too.
+_READ_POINT: Final = """
+local topics = {}
+if ARGV[1] == '1' then topics = redis.call('SMEMBERS', KEYS[4]) end
+return {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('GET', KEYS[2]) or '0',
+        redis.call('HKEYS', KEYS[3]), topics}
+"""
+# The topics' entries in a range, and their logs' cuts, in one view.
+# KEYS: trimmed, then each topic's log. ARGV: first id, last id, then the topics' names.
+_READ_RANGES: Final = """
+local out = {}
+for i = 2, #KEYS do out[#out + 1] = redis.call('XRANGE', KEYS[i], ARGV[1], ARGV[2]) end
+out[#out + 1] = redis.call('HMGET', KEYS[1], unpack(ARGV, 3))
+return out
+"""
+
 
 async def read_replay(
-    client: Redis, keys: RedisKeys, delivered: Epochs, max_age: float | None, span: Span
+    client: Client, keys: RedisKeys, delivered: Epochs, max_age: float | None, span: Span
 ) -> Replay:
     """The logged entries of ``span``: in one consistent view of the epochs, the sequence head
     and the topics' trims, so that a trimmed or lost resume point is a ``reset`` (None), never
@@ -27,13 +45,9 @@ async def read_replay(
     if point is None:
         return None
     start, epoch = point
-    pipe = client.pipeline(transaction=True)
-    pipe.lrange(keys.epochs, 0, -1)
-    pipe.get(keys.seq)
-    pipe.hkeys(keys.lost)
-    if not pattern.is_exact:
-        pipe.smembers(keys.topics)
-    found_epochs, head_value, losses, *members = await pipe.execute()
+    found_epochs, head_value, losses, members = await client.eval(
+        _READ_POINT, 4, keys.epochs, keys.seq, keys.lost, keys.topics, int(not pattern.is_exact)
+    )
     epochs = parse_epochs([str(entry) for entry in found_epochs])
     head = int(head_value or 0)
     if not contains(epochs, start, epoch, head):
@@ -48,22 +62,21 @@ async def read_replay(
     if pattern.is_exact:
         topics = [pattern.text]
     else:
-        topics = sorted(str(t) for t in members[0] if pattern.matches(str(t)))
+        topics = sorted(str(t) for t in members if pattern.matches(str(t)))
     if not topics or upto <= start:
         return []
-    # One transaction: a trim between reading the ranges and reading the cuts would hide
-    # a gap.
-    pipe = client.pipeline(transaction=True)
-    for topic in topics:
-        pipe.xrange(keys.topic(topic), min=f"{start + 1}-0", max=f"{upto}-0")
-    pipe.hmget(keys.trimmed, topics)
-    *ranges, trimmed = await pipe.execute()
+    # One script: a trim between reading the ranges and reading the cuts would hide a gap.
+    logs = [keys.topic(topic) for topic in topics]
+    *ranges, trimmed = await client.eval(
+        _READ_RANGES, 1 + len(logs), keys.trimmed, *logs, f"{start + 1}-0", f"{upto}-0", *topics
+    )
     if any(int(cut.partition("-")[0]) > start for cut in trimmed if cut):
         return None  # entries after the resume point were trimmed away
     oldest_ms = None if max_age is None else (time.time() - max_age) * 1000
     entries: list[Entry] = []
     for topic, messages in zip(topics, ranges, strict=True):
-        for message_id, fields in messages:
+        for message_id, flat in messages:
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
             if oldest_ms is not None and float(fields.get("ts", 0)) < oldest_ms:
                 return None  # older than max_age: treated as gone from the log
             seq = int(message_id.partition("-")[0])
