@@ -70,8 +70,12 @@ class Sentinels:
             sock.sendall(" ".join(words).encode() + b"\r\n")
             return _read_resp(sock.makefile("rb"))
 
-    def primary_port(self) -> int | None:
-        """Where the sentinels say the primary is now."""
+    def roles(self, prefix: str) -> tuple[RedisServer, RedisServer]:
+        """The primary (to be killed) and the replica (to be promoted), for any prefix."""
+        return self.primary, self.replica
+
+    def primary_port(self, prefix: str = "") -> int | None:
+        """Where the sentinels say the primary is now (of every prefix)."""
         try:
             answer = self.ask(self.ports[0], "SENTINEL", "get-master-addr-by-name", SERVICE)
         except OSError:

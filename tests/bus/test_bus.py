@@ -1,4 +1,5 @@
-"""The event bus, against both brokers: the in-memory default and Redis (a real redis-server)."""
+"""The event bus, against every broker: the in-memory default, Redis (a real redis-server) and
+Redis Cluster (six real nodes): the broker contract, one suite."""
 
 from __future__ import annotations
 
@@ -21,15 +22,18 @@ from rxsse.bus._broker import Entry
 from tests.conftest import FrameReader, RedisServer, wait_until
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def make_bus(request, redis_server) -> Any:
     """Builds started buses on each broker (Redis: a key prefix of their own)."""
+    url = redis_server.url
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
     buses: list[EventBus] = []
 
     async def make(**options: Any) -> EventBus:
         broker = None
-        if request.param == "redis":
-            broker = RedisBroker(redis_server.url, prefix=uuid.uuid4().hex)
+        if request.param != "memory":
+            broker = RedisBroker(url, prefix=uuid.uuid4().hex)
         bus = EventBus(broker, **options)
         await bus.start()
         buses.append(bus)
