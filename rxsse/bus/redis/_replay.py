@@ -7,6 +7,8 @@ import logging
 import time
 from typing import Final
 
+from redis.asyncio import RedisCluster
+
 from ..._event import MessageEvent
 from .._broker import Entry, Replay, Span, parse_event_id
 from ._connect import Client
@@ -24,7 +26,7 @@ if ARGV[1] == '1' then topics = redis.call('SMEMBERS', KEYS[4]) end
 return {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('GET', KEYS[2]) or '0',
         redis.call('HKEYS', KEYS[3]), topics}
 """
-# The topics' entries in a range, and their logs' cuts, in one view.
+# The topics' entries in a range, and their logs' cuts, in one view (on a cluster).
 # KEYS: trimmed, then each topic's log. ARGV: first id, last id, then the topics' names.
 _READ_RANGES: Final = """
 local out = {}
@@ -65,18 +67,14 @@ async def read_replay(
         topics = sorted(str(t) for t in members if pattern.matches(str(t)))
     if not topics or upto <= start:
         return []
-    # One script: a trim between reading the ranges and reading the cuts would hide a gap.
-    logs = [keys.topic(topic) for topic in topics]
-    *ranges, trimmed = await client.eval(
-        _READ_RANGES, 1 + len(logs), keys.trimmed, *logs, f"{start + 1}-0", f"{upto}-0", *topics
-    )
+    # One view: a trim between reading the ranges and reading the cuts would hide a gap.
+    ranges, trimmed = await _read_ranges(client, keys, topics, f"{start + 1}-0", f"{upto}-0")
     if any(int(cut.partition("-")[0]) > start for cut in trimmed if cut):
         return None  # entries after the resume point were trimmed away
     oldest_ms = None if max_age is None else (time.time() - max_age) * 1000
     entries: list[Entry] = []
     for topic, messages in zip(topics, ranges, strict=True):
-        for message_id, flat in messages:
-            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        for message_id, fields in messages:
             if oldest_ms is not None and float(fields.get("ts", 0)) < oldest_ms:
                 return None  # older than max_age: treated as gone from the log
             seq = int(message_id.partition("-")[0])
@@ -91,3 +89,24 @@ async def read_replay(
             entries.append(Entry(seq, topic, event))
     entries.sort(key=lambda entry: entry.seq)
     return entries
+
+
+async def _read_ranges(
+    client: Client, keys: RedisKeys, topics: list[str], first: str, last: str
+) -> tuple[list[list[tuple[str, dict[str, str]]]], list[str | None]]:
+    """The topics' entries from ``first`` to ``last``, and their logs' cuts, in one view: a
+    transaction on one server (redis-py parses the entries, quicker than a script's reply),
+    a script on a cluster (whose client runs no transactions before redis-py 6)."""
+    logs = [keys.topic(topic) for topic in topics]
+    if isinstance(client, RedisCluster):
+        *found, trimmed = await client.eval(
+            _READ_RANGES, 1 + len(logs), keys.trimmed, *logs, first, last, *topics
+        )
+        ranges = [[(str(i), dict(zip(f[::2], f[1::2], strict=True))) for i, f in r] for r in found]
+        return ranges, trimmed
+    pipe = client.pipeline(transaction=True)
+    for log in logs:
+        pipe.xrange(log, min=first, max=last)
+    pipe.hmget(keys.trimmed, topics)
+    *ranges, trimmed = await pipe.execute()
+    return ranges, trimmed
