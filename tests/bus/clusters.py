@@ -64,12 +64,15 @@ class Cluster:
         for node in self.nodes:
             node.stop()
 
+    @staticmethod
+    def ask(node: RedisServer, *words: str) -> str:
+        """One command to ``node`` (with ``redis-cli``); its answer as text."""
+        command = ["redis-cli", "-p", str(node.port), *words]
+        return subprocess.run(command, capture_output=True, text=True).stdout
+
     def info(self, node: RedisServer, section: str) -> dict[str, str]:
         """A node's ``CLUSTER INFO`` or ``INFO <section>`` as a mapping."""
-        command = ["CLUSTER", "INFO"] if section == "cluster" else ["INFO", section]
-        out = subprocess.run(
-            ["redis-cli", "-p", str(node.port), *command], capture_output=True, text=True
-        ).stdout
+        out = self.ask(node, *(["CLUSTER", "INFO"] if section == "cluster" else ["INFO", section]))
         return dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line.strip())
 
     def healthy(self) -> bool:
@@ -87,11 +90,7 @@ class Cluster:
         """The node that serves ``key``'s slot now (as a live node's ``CLUSTER NODES`` says)."""
         live = [node for node in self.nodes if node.process is not None and node.ping()]
         slot = int(live[0].command("CLUSTER", "KEYSLOT", key).lstrip(b":"))
-        table = subprocess.run(
-            ["redis-cli", "-p", str(live[0].port), "CLUSTER", "NODES"],
-            capture_output=True,
-            text=True,
-        ).stdout
+        table = self.ask(live[0], "CLUSTER", "NODES")
         for line in table.splitlines():
             _id, address, flags, *rest = line.split()
             if "master" not in flags or "fail" in flags:
@@ -107,16 +106,8 @@ class Cluster:
         """The primary that serves ``prefix``'s slot (to be killed) and its replica (to be
         promoted)."""
         primary = self.primary_of(f"{{{prefix}}}:seq")
-        primary_id = subprocess.run(
-            ["redis-cli", "-p", str(primary.port), "CLUSTER", "MYID"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        table = subprocess.run(
-            ["redis-cli", "-p", str(primary.port), "CLUSTER", "NODES"],
-            capture_output=True,
-            text=True,
-        ).stdout
+        primary_id = self.ask(primary, "CLUSTER", "MYID").strip()
+        table = self.ask(primary, "CLUSTER", "NODES")
         for line in table.splitlines():
             _id, address, flags, master, *_ = line.split()
             if "slave" in flags and master == primary_id:
