@@ -57,7 +57,7 @@ async def test_an_awaited_publish_waits_for_room_instead_of_failing(redis_server
 
     def sample() -> None:  # every loop iteration while the publishes run
         nonlocal peak
-        peak = max(peak, broker._pending_bytes)
+        peak = max(peak, broker._outbox.bytes)
         if not done.is_set():
             asyncio.get_running_loop().call_soon(sample)
 

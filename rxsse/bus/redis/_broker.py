@@ -50,6 +50,7 @@ from redis.commands.core import AsyncScript
 
 from ..._checks import check_count, check_seconds
 from .._broker import EmitError, EmitFailures, LogConfig, Outgoing, Replay, Sink, Span, resolve
+from .._emit_queue import EmitQueue, Pending, size_text
 from .._metrics import BusMetrics
 from .._topics import TopicPattern
 from ._connect import Client, connect, disconnect
@@ -64,10 +65,6 @@ logger = logging.getLogger("rxsse.redis")  # (the name users configure)
 # in parts, in order (a script holds Redis for its whole batch).
 _BATCH: Final = 1000
 _BATCH_BYTES: Final = 1 << 20
-# What an emit costs while it waits, beyond its data and topic: the objects holding it.
-_OVERHEAD: Final = 200
-#: An emit on its way, and who waits for its id (None: an ``emit``, which nobody awaits).
-_Pending = tuple[Outgoing, "asyncio.Future[str] | None"]
 
 
 class RedisBroker:
@@ -126,19 +123,15 @@ class RedisBroker:
         self._block_ms = block_ms
         self._emit_timeout = emit_timeout
         self._max_pending_bytes = max_pending_bytes
-        self._pending_bytes = 0  # what the outbox and the round trip under way hold
-        self._room = asyncio.Event()  # set when an awaited publish may queue again
         self._log = LogConfig()
         self._metrics = BusMetrics()
-        self._failures = EmitFailures(logger, self._metrics, f"Redis at {url}")
+        failures = EmitFailures(logger, self._metrics, f"Redis at {url}")
+        self._outbox = EmitQueue(max_pending_bytes, failures)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Client | None = None
         self._reader: Firehose | None = None
         self._reader_client: Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._outbox: list[_Pending] = []
-        self._in_flight: list[_Pending] = []
-        self._outbox_ready = asyncio.Event()
         self._closing = False
         self._closed = False
         self._state = RedisState(self._keys, lambda: connect(url, emit_timeout))
@@ -148,7 +141,7 @@ class RedisBroker:
     def bind(self, log: LogConfig, metrics: BusMetrics) -> None:
         self._log = log
         self._metrics = metrics
-        self._failures = EmitFailures(logger, metrics, f"Redis at {self.url}")
+        self._outbox.failures = EmitFailures(logger, metrics, f"Redis at {self.url}")
 
     async def start(self, sink: Sink) -> int:
         """Connect the reader: one connection and one task following the firehose."""
@@ -186,8 +179,8 @@ class RedisBroker:
             ) from None
         self._loop = loop
         self._closing = False
-        self._outbox_ready = asyncio.Event()
-        self._room = asyncio.Event()
+        # (Its events belong to this loop; nothing waits in the one of a loop before.)
+        self._outbox = EmitQueue(self._max_pending_bytes, self._outbox.failures)
         # No automatic retries: re-sending an emit could publish it twice.
         self._client = client = connect(self.url, self._emit_timeout)
         # EVALSHA, loading the script again (and only then) when a Redis lost it: NOSCRIPT
@@ -212,9 +205,7 @@ class RedisBroker:
             for task in stuck:
                 logger.error("the Redis task %s did not stop", task.get_name())
         self._tasks = []
-        waiting = self._in_flight + self._outbox
-        self._in_flight, self._outbox = [], []
-        self._fail(waiting, EmitError("the Redis broker is closed"))
+        self._outbox.fail_all(EmitError("the Redis broker is closed"))
         for client in (self._client, self._reader_client):
             if client is not None:
                 await disconnect(client)
@@ -231,9 +222,8 @@ class RedisBroker:
     # -- publishing -------------------------------------------------------------------------------
 
     async def publish(self, event: Outgoing) -> str:
-        while self._full(event) and not self._closed:  # back-pressure: wait for room
-            self._room.clear()
-            await self._room.wait()
+        if self._outbox.full(event):  # back-pressure: wait for room
+            await self._outbox.wait_for_room(event, lambda: self._closed)
         loop = asyncio.get_running_loop() if self._closed else self._publishing_loop()
         future: asyncio.Future[str] = loop.create_future()
         self._enqueue(event, future)
@@ -241,85 +231,50 @@ class RedisBroker:
 
     def emit(self, event: Outgoing) -> None:
         if self._closed:  # refused without connecting again
-            self._fail([(event, None)], EmitError("the Redis broker is closed"), rejected=True)
+            error = EmitError("the Redis broker is closed")
+            self._outbox.fail([(event, None)], error, rejected=True)
             return
-        if self._full(event):  # an emit cannot wait: refused, counted and logged
-            size = _size(self._max_pending_bytes)
+        if self._outbox.full(event):  # an emit cannot wait: refused, counted and logged
+            size = size_text(self._max_pending_bytes)
             error = EmitError(f"{size} of emits are already waiting for Redis")
-            self._fail([(event, None)], error, rejected=True)
+            self._outbox.fail([(event, None)], error, rejected=True)
             return
         self._publishing_loop()
         self._enqueue(event, None)
 
-    def _full(self, event: Outgoing) -> bool:
-        # (An event larger than the bound goes alone when nothing waits: else it never would.)
-        pending = self._pending_bytes
-        return pending > 0 and pending + _cost(event) > self._max_pending_bytes
-
     def _enqueue(self, event: Outgoing, future: asyncio.Future[str] | None) -> None:
         if self._closed:  # refused without connecting again
             error = EmitError("the Redis broker is closed")
-            self._fail([(event, future)], error, rejected=True)
+            self._outbox.fail([(event, future)], error, rejected=True)
             return
-        self._pending_bytes += _cost(event)
-        self._outbox.append((event, future))
-        self._outbox_ready.set()
-
-    def _fail(self, pending: list[_Pending], error: EmitError, *, rejected: bool = False) -> None:
-        futures = [future for _, future in pending if future is not None]
-        unawaited = len(pending) - len(futures)
-        self._failures.fail(futures, error, rejected=rejected, unawaited=unawaited)
-
-    def _next_batch(self) -> list[_Pending]:
-        """The next round trip's emits, in order: up to :data:`_BATCH`, about
-        :data:`_BATCH_BYTES`."""
-        outbox, size, count = self._outbox, 0, 0
-        limit = min(len(outbox), _BATCH)
-        while count < limit and size < _BATCH_BYTES:
-            size += _cost(outbox[count][0])
-            count += 1
-        batch, self._outbox = outbox[:count], outbox[count:]
-        return batch
-
-    def _done_with(self, batch: list[_Pending]) -> None:
-        """Free what ``batch`` held, and let awaited publishes queue again."""
-        self._pending_bytes -= sum(_cost(event) for event, _ in batch)
-        self._in_flight = []
-        self._room.set()
+        self._outbox.put(event, future)
 
     async def _publish_loop(self) -> None:
         """Send queued emits in order, a batch per round trip (one script: the fence, then
         the emits)."""
+        outbox = self._outbox
         while not self._closing:
-            if not self._outbox:
-                await self._outbox_ready.wait()
-                self._outbox_ready.clear()
-                continue
-            batch = self._in_flight = self._next_batch()
+            await outbox.wait_ready()
+            batch = outbox.next_batch(_BATCH, _BATCH_BYTES)
             try:
                 answers = await _send(
                     self._emit_batch, self._keys, self._log, self._firehose_length, batch
                 )
             except Exception as exc:
-                # Redis did not answer: what waits behind this round trip has waited as long,
-                # and fails with it rather than wait its own turn.
-                failed = batch + self._outbox
-                self._outbox = []
-                self._done_with(failed)
-                self._fail(failed, EmitError(f"Redis: {exc}"))
+                outbox.fail_with_the_rest(batch, EmitError(f"Redis: {exc}"))
                 if self._closing:
                     return
                 continue
-            self._done_with(batch)
+            outbox.done_with(batch)
             results, failure = answers
             if failure is not None:  # a command failed midway: what came after did not go out
                 error = EmitError(f"Redis refused the emits of a round trip: {failure}")
-                self._fail(batch[len(results) :], error)
+                outbox.fail(batch[len(results) :], error)
             emitted = 0
             for (event, future), (event_id, new) in zip(batch, results, strict=False):
                 if new < 0:  # this emit alone failed; the others stand
                     error = EmitError(f"Redis refused an emit: {event_id}")
-                    self._fail([(event, future)], error)
+                    outbox.fail([(event, future)], error)
                     continue
                 emitted += new
                 if future is not None:
@@ -346,7 +301,7 @@ class RedisBroker:
 
 
 async def _send(
-    script: AsyncScript, keys: RedisKeys, log: LogConfig, firehose: int, batch: list[_Pending]
+    script: AsyncScript, keys: RedisKeys, log: LogConfig, firehose: int, batch: list[Pending]
 ) -> tuple[list[tuple[str, int]], str | None]:
     """One round trip, one script: the fence, then the emits. Returns each emit's ``(id,
     new)`` (``new``: 1 published, 0 its key was published before, -1 it failed, the id the
@@ -378,15 +333,6 @@ async def _send(
     reply = await script(keys=names, args=args)
     answers = [(str(reply[i]), int(reply[i + 1])) for i in range(2, len(reply), 2)]
     return answers, (str(reply[1]) or None)
-
-
-def _cost(event: Outgoing) -> int:
-    """The bytes an emit holds while it waits (about)."""
-    return len(event.data) + len(event.topic) + _OVERHEAD
-
-
-def _size(count: int) -> str:
-    return f"{count / (1 << 20):g} MiB" if count >= 1 << 20 else f"{count:,} bytes"
 
 
 def _token() -> str:
