@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-pythons test-redis-oldest lint typecheck bench cluster clean
+.PHONY: demo test test-pythons test-oldest-clients lint typecheck bench cluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,18 +50,20 @@ OLDER_PYTHONS := $(wordlist 2,$(words $(PYTHONS)),$(PYTHONS))
 test-pythons: $(STAMP)  ## the tests on the older supported Pythons (3.11, 3.12)
 	$(BIN)/nox --error-on-missing-interpreters --python $(OLDER_PYTHONS)
 
-# The Redis tests again with the oldest redis-py that pyproject.toml allows.
+# The bus tests again with the oldest redis-py and nats-py that pyproject.toml allows.
 OLDEST_REDIS := 5.0.8
-OLD_VENV := .venv-redis-$(OLDEST_REDIS)
+OLDEST_NATS := 2.15.0
+OLD_VENV := .venv-oldest-clients
 OLD_STAMP := $(OLD_VENV)/.installed
 
 $(OLD_STAMP): pyproject.toml
 	test -x $(OLD_VENV)/bin/python || $(PYTHON) -m venv $(OLD_VENV)
 	$(OLD_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(OLD_VENV)/bin/python -m pip install --quiet -e '.[test]' 'redis[hiredis]==$(OLDEST_REDIS)'
+	$(OLD_VENV)/bin/python -m pip install --quiet -e '.[test]' \
+		'redis[hiredis]==$(OLDEST_REDIS)' 'nats-py==$(OLDEST_NATS)'
 	touch $(OLD_STAMP)
 
-test-redis-oldest: $(OLD_STAMP)  ## the Redis tests with redis-py $(OLDEST_REDIS)
+test-oldest-clients: $(OLD_STAMP)  ## the bus tests with redis-py $(OLDEST_REDIS), nats-py $(OLDEST_NATS)
 	$(OLD_VENV)/bin/python -m pytest -p no:cacheprovider tests/bus
 
 # The documentation site, in site/ (mkdocs build --strict: a broken link or reference fails).

@@ -5,6 +5,7 @@ it, sends every emission as a ``text/event-stream`` frame, ends the response whe
 Observable completes, and disposes the subscription the moment the client disconnects.
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import bad_request, json_error
@@ -38,6 +39,7 @@ from .streaming import (
 from .web import CORS, Docs, Guard, Limits, controller, delete, get, post, put, setup, sse
 
 if TYPE_CHECKING:
+    from .bus.nats import NatsBroker
     from .bus.redis import RedisBroker
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "LoopScheduler",
     "MemoryBroker",
     "MessageEvent",
+    "NatsBroker",
     "Parser",
     "PresenceEvent",
     "ProducerStatus",
@@ -85,14 +88,20 @@ __all__ = [
 __version__ = "0.1.0"
 
 
+# The brokers of other servers need their client libraries: imported when first asked for.
+_OPTIONAL: dict[str, tuple[str, str, str]] = {
+    "RedisBroker": ("rxsse.bus.redis", "redis-py", "redis"),
+    "NatsBroker": ("rxsse.bus.nats", "nats-py", "nats"),
+}
+
+
 def __getattr__(name: str) -> Any:
-    # RedisBroker needs redis-py (``pip install rxsse[redis]``): imported when first asked for.
-    if name == "RedisBroker":
+    if name in _OPTIONAL:
+        module, library, extra = _OPTIONAL[name]
         try:
-            from .bus.redis import RedisBroker
+            return getattr(importlib.import_module(module), name)
         except ModuleNotFoundError as error:
             raise ImportError(
-                f"rxsse.RedisBroker needs redis-py ({error}): pip install 'rxsse[redis]'"
+                f"rxsse.{name} needs {library} ({error}): pip install 'rxsse[{extra}]'"
             ) from error
-        return RedisBroker
     raise AttributeError(f"module 'rxsse' has no attribute {name!r}")

@@ -155,6 +155,13 @@ def parse_event_id(event_id: str) -> tuple[int, str] | None:
     return int(match[1]), match[2]
 
 
+def unreadable(event_id: str) -> MessageEvent:
+    """What a logged event no process can read becomes: a reset, never a skip."""
+    return MessageEvent(
+        {"reason": "an event in the log could not be read"}, type="reset", id=event_id
+    )
+
+
 def resolve(future: asyncio.Future[str], event_id: str) -> None:
     """Give an emit its id, unless its publisher stopped waiting (it was cancelled)."""
     if not future.done():

@@ -1,5 +1,6 @@
-"""The event bus, against every broker: the in-memory default, Redis (a real redis-server) and
-Redis Cluster (six real nodes): the broker contract, one suite."""
+"""The event bus, against every broker: the in-memory default, Redis (a real redis-server),
+Redis Cluster (six real nodes) and NATS JetStream (a real nats-server): the broker contract,
+one suite."""
 
 from __future__ import annotations
 
@@ -17,22 +18,28 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 import rxsse
-from rxsse import EmitError, EventBus, MessageEvent, RedisBroker
+from rxsse import EmitError, EventBus, MessageEvent, NatsBroker, RedisBroker
 from rxsse.bus._broker import Entry
 from tests.conftest import FrameReader, RedisServer, wait_until
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
-async def make_bus(request, redis_server) -> Any:
-    """Builds started buses on each broker (Redis: a key prefix of their own)."""
-    url = redis_server.url
-    if request.param == "cluster":
+@pytest.fixture(params=["memory", "redis", "cluster", "nats"])
+async def make_bus(request) -> Any:
+    """Builds started buses on each broker (Redis, NATS: a prefix of their own)."""
+    url = ""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server").url
+    elif request.param == "cluster":
         url = request.getfixturevalue("redis_cluster").url
+    elif request.param == "nats":
+        url = request.getfixturevalue("nats_server").url
     buses: list[EventBus] = []
 
     async def make(**options: Any) -> EventBus:
-        broker = None
-        if request.param != "memory":
+        broker: rxsse.Broker | None = None
+        if request.param == "nats":
+            broker = NatsBroker(url, prefix=uuid.uuid4().hex)
+        elif request.param != "memory":
             broker = RedisBroker(url, prefix=uuid.uuid4().hex)
         bus = EventBus(broker, **options)
         await bus.start()
@@ -122,10 +129,10 @@ async def test_resume_inside_the_log_is_no_reset(make_bus):
 
 
 async def test_events_older_than_max_age_leave_the_log(make_bus):
-    bus = await make_bus(max_age=0.05)
+    bus = await make_bus(max_age=0.1)  # (the least JetStream takes)
     old = await bus.publish("aging", "old")
     await bus.publish("aging", "also old")
-    aged = time.monotonic() + 0.1
+    aged = time.monotonic() + 0.2
     await wait_until(lambda: time.monotonic() > aged, message="the events are past max_age")
     events, subscription = collect(bus, "aging", last_event_id=old)
     await wait_until(lambda: len(events) >= 1)

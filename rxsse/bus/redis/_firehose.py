@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..._event import MessageEvent
-from .._broker import Entry, Sink
+from .._broker import Entry, Sink, unreadable
 from .._retry import Backoff
 from ._connect import Client
 from ._epochs import FENCE, Epochs, cover, diverges_after, parse_epochs
@@ -58,13 +58,6 @@ async def fence(client: Client, keys: RedisKeys, token: str) -> tuple[str, int]:
 
 async def read_epochs(client: Client, keys: RedisKeys) -> list[tuple[str, int]]:
     return parse_epochs([str(entry) for entry in await client.lrange(keys.epochs, 0, -1)])
-
-
-def unreadable(event_id: str) -> MessageEvent:
-    """What a log entry no process can read becomes: a reset, never a skip."""
-    return MessageEvent(
-        {"reason": "an event in the log could not be read"}, type="reset", id=event_id
-    )
 
 
 class Firehose:

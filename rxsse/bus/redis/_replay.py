@@ -10,10 +10,10 @@ from typing import Final
 from redis.asyncio import RedisCluster
 
 from ..._event import MessageEvent
-from .._broker import Entry, Replay, Span, parse_event_id
+from .._broker import Entry, Replay, Span, parse_event_id, unreadable
 from ._connect import Client
 from ._epochs import Epochs, contains, cover, diverges_after, parse_epochs
-from ._firehose import RedisKeys, unreadable
+from ._firehose import RedisKeys
 
 logger = logging.getLogger("rxsse.redis")  # (the name users configure)
 

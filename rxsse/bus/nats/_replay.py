@@ -1,0 +1,195 @@
+"""Reading a resume's events from the JetStream stream, checked so that what cannot be replayed
+exactly is answered with a ``reset``, never a gap.
+
+A resume point ``<seq>-<token>`` is in the stream if its message is there with that token (or,
+for a position of the stream's own, ``<seq>-<stream token>``, if nothing after it expired).
+Then no event after it left by ``max_age`` (they are newer), and one the stream cut shows as a
+topic at its cap whose oldest message is past the point. The stream keeps more per topic than
+the bus's ``history`` (slack for the readers); a resume is held to ``history`` as on every
+broker: more events of a topic since the point is a reset. The stream's own records of losses
+(see :mod:`rxsse.bus.nats._reader`) make a resume from before one a reset.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+from typing import Any, Final
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamInfo
+
+from ..._event import MessageEvent
+from .._broker import Entry, Replay, Span, parse_event_id, unreadable
+from ._names import TOKEN_HEADER, TYPE_HEADER, BusNames, stream_token
+
+logger = logging.getLogger("rxsse.nats")
+
+_FETCH: Final = 1000
+
+
+async def read_replay(js: JetStreamContext, names: BusNames, span: Span, history: int) -> Replay:
+    """The stream's events of ``span``, or None (a reset) when they cannot be replayed exactly
+    or a topic has more than ``history`` of them."""
+    pattern, after, upto = span
+    point = parse_event_id(after)
+    if point is None:
+        return None
+    start, token = point
+    info = await js.stream_info(names.stream)
+    state = info.state
+    own = stream_token(info.created)
+    if start > (state.last_seq or 0):
+        return None
+    if start == 0 or token == own:  # a position of the stream's own (the origin, a reset)
+        if token != own or _expired_after(info, start):
+            return None
+    elif await _token_at(js, names, start) != token:
+        return None  # not this stream's message: another data set's id, or one that left
+    if await _crosses_a_loss(js, names, start, after, upto):
+        return None
+    filter_subject = names.filter(pattern)
+    if await _trimmed_after(js, names, info, filter_subject, pattern.matches, start):
+        return None
+    if upto <= start:
+        return []  # (the client is ahead of this process's reader: the rest comes live)
+    entries = await _read_range(js, names, filter_subject, pattern.matches, (start, upto), own)
+    counts = collections.Counter(entry.topic for entry in entries)
+    if counts and max(counts.values()) > history:
+        return None  # past the log's history: as if it had been cut (the same on every broker)
+    return entries
+
+
+def _expired_after(info: StreamInfo, start: int) -> bool:
+    """Whether events after ``start`` may have left by age (the oldest go first)."""
+    first = info.state.first_seq or 0
+    return info.config.max_age is not None and info.config.max_age > 0 and first > start + 1
+
+
+async def _token_at(js: JetStreamContext, names: BusNames, seq: int) -> str | None:
+    try:
+        message = await js.get_msg(names.stream, seq=seq, direct=True)
+    except nats.js.errors.NotFoundError:
+        return None
+    headers: dict[str, Any] = message.headers or {}
+    token = headers.get(TOKEN_HEADER)
+    return str(token) if token else None
+
+
+async def _crosses_a_loss(
+    js: JetStreamContext, names: BusNames, start: int, after: str, upto: int
+) -> bool:
+    """Whether events after a point at or past ``start`` (and before ``upto``) were lost,
+    unless ``after`` is the id of that loss's reset (the client had it)."""
+    seq = 1
+    while True:
+        try:
+            message = await js.get_msg(names.stream, seq=seq, subject=names.lost, next=True)
+        except nats.js.errors.NotFoundError:
+            return False
+        seq = (message.seq or seq) + 1
+        try:
+            record = json.loads(message.data or b"")
+            kept, token = int(record["kept"]), str(record["token"])
+        except (ValueError, KeyError, TypeError):
+            return True  # a record that cannot be read: assume the worst
+        if start <= kept < upto and after != f"{kept}-{token}":
+            return True
+
+
+async def _trimmed_after(
+    js: JetStreamContext,
+    names: BusNames,
+    info: StreamInfo,
+    filter_subject: str,
+    matches: Any,
+    start: int,
+) -> bool:
+    """Whether a topic of the pattern lost an event after ``start`` to the stream's cap: it is at
+    its cap, and its oldest message is past ``start``. (At the cap with nothing cut yet, or
+    with only older events cut, is a reset too: one too many, never one too few.)"""
+    cap = info.config.max_msgs_per_subject or -1
+    if cap <= 0:
+        return False
+    counts = (await js.stream_info(names.stream, subjects_filter=filter_subject)).state.subjects
+    for subject, count in (counts or {}).items():
+        if count < cap:
+            continue
+        topic = names.topic(subject)
+        if topic is None or not matches(topic):
+            continue
+        try:
+            first = await js.get_msg(names.stream, seq=1, subject=subject, next=True)
+        except nats.js.errors.NotFoundError:
+            continue
+        if (first.seq or 0) > start:
+            return True
+    return False
+
+
+async def _read_range(
+    js: JetStreamContext,
+    names: BusNames,
+    filter_subject: str,
+    matches: Any,
+    span: tuple[int, int],
+    own: str,
+) -> list[Entry]:
+    """The events of the pattern in ``span`` (after its first sequence number, up to its
+    last), read with a consumer of their own (deleted after)."""
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=span[0] + 1,
+        filter_subject=filter_subject,
+        inactive_threshold=30.0,
+    )
+    sub = await js.pull_subscribe(
+        filter_subject,
+        stream=names.stream,
+        config=config,
+        pending_msgs_limit=0,
+        pending_bytes_limit=0,
+    )
+    entries: list[Entry] = []
+    upto = span[1]
+    consumer = await sub.consumer_info()
+    try:
+        pending = consumer.num_pending or 0
+        while pending > 0:
+            try:
+                messages = await sub.fetch(min(_FETCH, pending), timeout=5.0)
+            except nats.errors.TimeoutError:
+                break
+            for message in messages:
+                metadata = message.metadata
+                pending = metadata.num_pending
+                seq = metadata.sequence.stream
+                if seq > upto:
+                    return entries
+                topic = names.topic(message.subject)
+                if topic is None or not matches(topic):
+                    continue
+                entries.append(_entry(seq, topic, message.headers or {}, message.data, own))
+    finally:
+        try:
+            await sub.unsubscribe()
+            await js.delete_consumer(names.stream, consumer.name)
+        except Exception:  # (it goes away idle anyway)
+            pass
+    return entries
+
+
+def _entry(seq: int, topic: str, headers: dict[str, str], data: bytes, own: str) -> Entry:
+    event_id = f"{seq}-{headers.get(TOKEN_HEADER) or own}"
+    try:
+        event = MessageEvent.from_json(
+            data.decode(), id=event_id, type=headers.get(TYPE_HEADER) or None
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        logger.error("unreadable NATS message %d: %s; sending a reset", seq, exc)
+        event = unreadable(event_id)
+    return Entry(seq, topic, event)
