@@ -126,6 +126,7 @@ class NatsBroker:
         self._replies = 0
         self._session = secrets.token_hex(3)  # the first part of this process's id tokens
         self._emits = 0
+        self._stream_missing = False
         self._closing = False
         self._closed = False
 
@@ -155,6 +156,7 @@ class NatsBroker:
             js,
             self._names,
             sink,
+            ensure_stream=lambda: self._ensure_stream(js),
             where=self.url,
             block=self._block,
             closing=lambda: self._closing,
@@ -321,6 +323,9 @@ class NatsBroker:
             batch = queue.next_batch(_BATCH, _BATCH_BYTES)
             try:
                 js = await self._connection()
+                if self._stream_missing:  # (deleted since: made again, with a new token)
+                    await self._ensure_stream(js)
+                    self._stream_missing = False
                 answers = await self._send(js, batch)
             except Exception as exc:
                 # Nothing answered in time: what waits behind this batch has waited as long.
@@ -408,6 +413,7 @@ class NatsBroker:
         if ack is None or ack.done():
             return  # it timed out, or the broker closed
         if msg.headers and msg.headers.get("Status") == "503":
+            self._stream_missing = True  # the next batch makes it again
             ack.set_exception(EmitError(f"no JetStream stream takes {self._names.subjects}"))
             return
         try:

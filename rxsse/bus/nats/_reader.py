@@ -16,14 +16,14 @@ import collections
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamInfo
 
 from ..._event import MessageEvent
 from .._broker import Entry, Sink, unreadable
@@ -59,6 +59,7 @@ class StreamReader:
         names: BusNames,
         sink: Sink,
         *,
+        ensure_stream: Callable[[], Awaitable[StreamInfo]],
         where: str,
         block: float,
         closing: Callable[[], bool],
@@ -66,6 +67,7 @@ class StreamReader:
         self._js = js
         self._names = names
         self._sink = sink
+        self._ensure_stream = ensure_stream  # the stream, made again if it was deleted
         self._where = where
         self._block = block
         self._closing = closing
@@ -204,7 +206,7 @@ class StreamReader:
     async def _check(self) -> bool:
         """Whether the stream lost events this reader delivered; if it did, send every
         subscriber a ``reset`` where the loss begins, record it, and follow from there."""
-        info = await self._js.stream_info(self._names.stream)
+        info = await self._ensure_stream()
         stream, last = stream_token(info.created), info.state.last_seq or 0
         if stream != self.stream:
             kept = 0  # deleted and made again: none of what was delivered is in it
