@@ -16,10 +16,10 @@ from tests.conftest import free_port, missing
 class NatsServer:
     """A ``nats-server -js`` process; its store (``directory``) outlives restarts."""
 
-    def __init__(self, directory: Path, *, max_payload: int | None = None) -> None:
+    def __init__(self, directory: Path, *, config: str = "") -> None:
         self.port = free_port()
         self.directory = directory
-        self.max_payload = max_payload
+        self.config = config  #: a configuration file's text (e.g. ``max_payload: 4096``)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -31,9 +31,9 @@ class NatsServer:
         if binary is None:
             missing("nats-server is not installed (Debian package nats-server)")
         args = [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.directory)]
-        if self.max_payload is not None:
+        if self.config:
             config = self.directory / "server.conf"
-            config.write_text(f"max_payload: {self.max_payload}\n")
+            config.write_text(self.config)
             args += ["-c", str(config)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

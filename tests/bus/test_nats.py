@@ -24,9 +24,64 @@ from tests.bus.nats_servers import NatsServer
 from tests.conftest import free_port, wait_until
 
 
-def nats_bus(url: str, **options: Any) -> tuple[EventBus, NatsBroker]:
-    broker = NatsBroker(url, prefix=uuid.uuid4().hex, block=0.2, emit_timeout=1.0)
+def nats_bus(url: str, *, prefix: str = "", **options: Any) -> tuple[EventBus, NatsBroker]:
+    slack = options.pop("reader_slack", 10_000)
+    broker = NatsBroker(
+        url, prefix=prefix or uuid.uuid4().hex, block=0.2, emit_timeout=1.0, reader_slack=slack
+    )
     return EventBus(broker, **options), broker
+
+
+class FreezingProxy:
+    """A TCP proxy in front of nats-server that can stop reading what the server sends (the
+    client's requests still go through): to the server, a client too slow to take its data."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return f"nats://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        pipes = [
+            asyncio.ensure_future(self._pipe(reader, up_writer, frozen=False)),
+            asyncio.ensure_future(self._pipe(up_reader, writer, frozen=True)),
+        ]
+        for task in pipes:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        try:
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pipes:
+                task.cancel()
+            for side in (writer, up_writer):
+                side.transport.abort()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, frozen: bool
+    ) -> None:
+        while True:
+            if frozen:
+                await self.flowing.wait()
+            data = await reader.read(65536)
+            if not data:
+                return
+            writer.write(data)
+            await writer.drain()
 
 
 def collect(bus: EventBus, topic: str, **kwargs: Any) -> tuple[list[MessageEvent], Any]:
@@ -204,7 +259,7 @@ async def test_an_emit_retried_with_its_key_is_published_once(nats_server):
 
 
 async def test_an_event_larger_than_max_payload_fails_alone(tmp_path):
-    server = NatsServer(tmp_path, max_payload=4096)
+    server = NatsServer(tmp_path, config="max_payload: 4096\n")
     server.start()
     try:
         bus, broker = nats_bus(server.url)
@@ -304,3 +359,41 @@ async def test_a_message_no_process_can_read_is_a_reset_not_a_poisoned_stream(na
     subscription.dispose()
     other.dispose()
     await bus.close()
+
+
+async def test_a_reader_too_slow_for_nats_gets_a_reset_where_its_events_were_cut(tmp_path):
+    """The server cuts off a client that does not take its data (a NATS slow consumer); by
+    the time that process reads again, its topic's events it had not read have left the
+    stream (history 5, no slack). Its subscribers get a reset exactly after the last event
+    they had, then the events after it: never a silent gap."""
+    server = NatsServer(tmp_path, config='write_deadline: "500ms"\nmax_pending: 1MB\n')
+    server.start()
+    proxy = FreezingProxy(server.port)
+    prefix = uuid.uuid4().hex
+    slow, _ = nats_bus(await proxy.start(), prefix=prefix, history=5, reader_slack=0)
+    publisher, _ = nats_bus(server.url, prefix=prefix, history=5, reader_slack=0)
+    try:
+        await slow.start()
+        events, subscription = collect(slow, "t")
+        acknowledged = {0: await publisher.publish("t", 0)}
+        await wait_until(lambda: len(events) == 1)
+        proxy.flowing.clear()
+        payload = "x" * 50_000
+        for n in range(1, 200):  # 10 MB it does not read: the server gives up on it
+            acknowledged[n] = await publisher.publish("t", [n, payload])
+        proxy.flowing.set()
+        acknowledged[200] = await publisher.publish("t", [200, "after"])
+        await wait_until(lambda: any(e.id == acknowledged[200] for e in events), timeout=30)
+        got = [  # (each event's number, for the check)
+            e if e.type == "reset" or isinstance(e.data, int) else MessageEvent(e.data[0], id=e.id)
+            for e in events
+        ]
+        check_subscriber("the slow process's subscriber", got, acknowledged)
+        resets = [e for e in events if e.type == "reset"]
+        assert len(resets) == 1
+        subscription.dispose()
+    finally:
+        await slow.close()
+        await publisher.close()
+        await proxy.close()
+        server.stop()
