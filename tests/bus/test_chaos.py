@@ -1,6 +1,6 @@
 """Chaos resume: a proxy cuts the client's connections at random points (often mid-frame)
 while the bus emits 50,000 events; the reconnecting client still gets every id exactly once,
-in order, on both brokers. With Redis, the same while Redis restarts, freezes, rolls back to
+in order, on every broker. With Redis, the same while Redis restarts, freezes, rolls back to
 an older snapshot and comes back empty: every event exactly once, or a reset exactly where
 data was lost, never a silent gap."""
 
@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 import rxsse
-from rxsse import EmitError, EventBus, EventSource, MessageEvent, RedisBroker
+from rxsse import EmitError, EventBus, EventSource, MessageEvent, NatsBroker, RedisBroker
 from tests.conftest import LiveSubscriptions, wait_until
 
 EVENTS = 50_000
@@ -79,11 +79,13 @@ class CuttingProxy:
             await writer.drain()
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def bus(request: Any, redis_server: Any) -> Any:
-    broker = None
+@pytest.fixture(params=["memory", "redis", "nats"])
+async def bus(request: Any) -> Any:
+    broker: rxsse.Broker | None = None
     if request.param == "redis":
-        broker = RedisBroker(redis_server.url, prefix=uuid.uuid4().hex)
+        broker = RedisBroker(request.getfixturevalue("redis_server").url, prefix=uuid.uuid4().hex)
+    elif request.param == "nats":
+        broker = NatsBroker(request.getfixturevalue("nats_server").url, prefix=uuid.uuid4().hex)
     # The log holds every event, so a resume point is never trimmed: the test is about cuts.
     bus = EventBus(broker, history=EVENTS)
     yield bus

@@ -152,13 +152,16 @@ class NatsBroker:
         self._closed = False
         loop = self._publishing_loop()
         js = await self._connection()
+        assert self._nc is not None  # (connected)
         self._reader = reader = StreamReader(
+            self._nc,
             js,
             self._names,
             sink,
             ensure_stream=lambda: self._ensure_stream(js),
             where=self.url,
             block=self._block,
+            patience=self._emit_timeout,
             closing=lambda: self._closing,
         )
         head = await asyncio.wait_for(reader.start(), self._emit_timeout)
@@ -438,7 +441,8 @@ class NatsBroker:
             return None
         try:
             js = await self._connection()
-            replay = read_replay(js, self._names, span, self._log.history)
+            assert self._nc is not None  # (connected)
+            replay = read_replay(self._nc, js, self._names, span, self._log.history)
             return await asyncio.wait_for(replay, self._emit_timeout)
         except (TimeoutError, *UNAVAILABLE, EmitError) as exc:
             raise ConnectionError(f"NATS at {self.url}: {exc!r}") from exc

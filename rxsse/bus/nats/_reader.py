@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-import nats.errors
 import nats.js.errors
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamInfo
@@ -29,13 +28,14 @@ from ..._event import MessageEvent
 from .._broker import Entry, Sink, unreadable
 from .._retry import Backoff
 from ._names import TOKEN_HEADER, TYPE_HEADER, BusNames, stream_token
+from ._pull import PullConsumer, position
 
 logger = logging.getLogger("rxsse.nats")
 
 #: How many delivered ids a reader remembers: for the ids it names, and to find where a store
 #: that went back in time parts from what it delivered.
 _RECENT: Final = 10_000
-#: Messages asked for in one fetch.
+#: Messages asked for in one request.
 _FETCH: Final = 1000
 #: Seconds an idle consumer of a reader that went away outlives it on the server.
 _INACTIVE: Final = 30.0
@@ -49,12 +49,13 @@ def _lost(kept: int, token: str) -> MessageEvent:
 
 class StreamReader:
     """Follows ``<prefix>.>`` with a pull consumer of its own (no acks: it only reads) and
-    hands each event to ``sink``. On a quiet fetch, and after an error, it checks the stream:
+    hands each event to ``sink``. On a quiet request, and after an error, it checks the stream:
     if events it delivered are gone, or arrived too late to be read, every subscriber gets a
     ``reset`` where the loss begins, and it follows the stream from there."""
 
     def __init__(
         self,
+        nc: NatsClient,
         js: JetStreamContext,
         names: BusNames,
         sink: Sink,
@@ -62,9 +63,12 @@ class StreamReader:
         ensure_stream: Callable[[], Awaitable[StreamInfo]],
         where: str,
         block: float,
+        patience: float,
         closing: Callable[[], bool],
     ) -> None:
+        self._nc = nc
         self._js = js
+        self._patience = patience  # how long beyond a request's end an answer may take
         self._names = names
         self._sink = sink
         self._ensure_stream = ensure_stream  # the stream, made again if it was deleted
@@ -120,45 +124,41 @@ class StreamReader:
                 await backoff.wait()
 
     async def _follow(self, backoff: Backoff) -> None:
-        """Read with one consumer from the message after :attr:`seq` until something fails."""
-        names = self._names
+        """Read with one consumer from the message after :attr:`seq` until something fails
+        (or the stream went back: then the caller reads again from where it parts)."""
         config = ConsumerConfig(
             ack_policy=AckPolicy.NONE,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self.seq + 1,
+            filter_subject=self._names.subjects,
             inactive_threshold=_INACTIVE,
         )
-        # No limit on what waits in the client: the reader takes it as fast as it arrives,
-        # and a limit would drop messages (a NATS "slow consumer") rather than wait.
-        sub = await self._js.pull_subscribe(
-            names.subjects,
-            stream=names.stream,
-            config=config,
-            pending_msgs_limit=0,
-            pending_bytes_limit=0,
-        )
+        consumer = PullConsumer(self._js, self._nc, self._names.stream)
         try:
+            await consumer.open(config)
+            await consumer.request(_FETCH, self._block)
+            taken = 0
             while not self._closing():
-                try:
-                    messages = await sub.fetch(_FETCH, timeout=self._block)
-                except nats.errors.TimeoutError:
-                    await sub.consumer_info()  # (raises if the consumer is gone)
-                    if await self._check():
-                        return  # it went back: read again from where it parts
-                    continue
-                backoff.reset()
+                # (A request ends within ``block``; silence beyond that is a server away.)
+                messages, over = await consumer.take(self._block + self._patience)
                 for message in messages:
-                    seq = message.metadata.sequence.stream
-                    if seq > self.seq + 1 and not await self._gone_before(seq):
-                        # Not gone: delivered out of order (pull requests that overlapped
-                        # in the client). Read again from the first one missing.
-                        logger.debug("NATS delivered %d after %d; reading again", seq, self.seq)
+                    at = position(message).seq
+                    if at > self.seq + 1 and not await self._gone_before(at):
+                        # Not gone: delivered out of order. Read again from the first missing.
+                        logger.debug("NATS delivered %d after %d; reading again", at, self.seq)
                         return
-                    self._deliver(message)
+                    self._deliver(at, message)
+                taken += len(messages)
+                if messages:
+                    backoff.reset()
+                if not over:
+                    continue
+                if not taken and await self._check():  # quiet: is it still the stream it was?
+                    return  # it went back: read again from where it parts
+                taken = 0
+                await consumer.request(_FETCH, self._block)
         finally:
-            # (On a connection that is gone the server drops the consumer once it is idle.)
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await consumer.close()
 
     async def _gone_before(self, seq: int) -> bool:
         """Whether no message of the stream lies between :attr:`seq` and ``seq``."""
@@ -170,8 +170,7 @@ class StreamReader:
             return True
         return (following.seq or 0) >= seq
 
-    def _deliver(self, message: Msg) -> None:
-        seq = message.metadata.sequence.stream
+    def _deliver(self, seq: int, message: Msg) -> None:
         if seq <= self.seq:
             return  # read again after a reconnect
         if seq > self.seq + 1:

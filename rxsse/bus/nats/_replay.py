@@ -15,23 +15,29 @@ from __future__ import annotations
 import collections
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
-import nats.errors
 import nats.js.errors
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamInfo
 
 from ..._event import MessageEvent
 from .._broker import Entry, Replay, Span, parse_event_id, unreadable
 from ._names import TOKEN_HEADER, TYPE_HEADER, BusNames, stream_token
+from ._pull import PullConsumer, position
 
 logger = logging.getLogger("rxsse.nats")
 
 _FETCH: Final = 1000
+# Seconds one request of a replay may take (the messages are there: it takes much less).
+_REQUEST: Final = 5.0
 
 
-async def read_replay(js: JetStreamContext, names: BusNames, span: Span, history: int) -> Replay:
+async def read_replay(
+    nc: NatsClient, js: JetStreamContext, names: BusNames, span: Span, history: int
+) -> Replay:
     """The stream's events of ``span``, or None (a reset) when they cannot be replayed exactly
     or a topic has more than ``history`` of them."""
     pattern, after, upto = span
@@ -56,7 +62,7 @@ async def read_replay(js: JetStreamContext, names: BusNames, span: Span, history
         return None
     if upto <= start:
         return []  # (the client is ahead of this process's reader: the rest comes live)
-    entries = await _read_range(js, names, filter_subject, pattern.matches, (start, upto), own)
+    entries = await _read_range(nc, js, names, filter_subject, pattern.matches, (start, upto), own)
     counts = collections.Counter(entry.topic for entry in entries)
     if counts and max(counts.values()) > history:
         return None  # past the log's history: as if it had been cut (the same on every broker)
@@ -105,7 +111,7 @@ async def _trimmed_after(
     names: BusNames,
     info: StreamInfo,
     filter_subject: str,
-    matches: Any,
+    matches: Callable[[str], bool],
     start: int,
 ) -> bool:
     """Whether a topic of the pattern lost an event after ``start`` to the stream's cap: it is at
@@ -131,55 +137,44 @@ async def _trimmed_after(
 
 
 async def _read_range(
+    nc: NatsClient,
     js: JetStreamContext,
     names: BusNames,
     filter_subject: str,
-    matches: Any,
+    matches: Callable[[str], bool],
     span: tuple[int, int],
     own: str,
 ) -> list[Entry]:
     """The events of the pattern in ``span`` (after its first sequence number, up to its
     last), read with a consumer of their own (deleted after)."""
+    start, upto = span
     config = ConsumerConfig(
         ack_policy=AckPolicy.NONE,
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=span[0] + 1,
+        opt_start_seq=start + 1,
         filter_subject=filter_subject,
         inactive_threshold=30.0,
     )
-    sub = await js.pull_subscribe(
-        filter_subject,
-        stream=names.stream,
-        config=config,
-        pending_msgs_limit=0,
-        pending_bytes_limit=0,
-    )
+    consumer = PullConsumer(js, nc, names.stream)
     entries: list[Entry] = []
-    upto = span[1]
-    consumer = await sub.consumer_info()
     try:
-        pending = consumer.num_pending or 0
+        await consumer.open(config)
+        pending = consumer.pending
         while pending > 0:
-            try:
-                messages = await sub.fetch(min(_FETCH, pending), timeout=5.0)
-            except nats.errors.TimeoutError:
-                break
-            for message in messages:
-                metadata = message.metadata
-                pending = metadata.num_pending
-                seq = metadata.sequence.stream
-                if seq > upto:
-                    return entries
-                topic = names.topic(message.subject)
-                if topic is None or not matches(topic):
-                    continue
-                entries.append(_entry(seq, topic, message.headers or {}, message.data, own))
+            await consumer.request(min(_FETCH, pending), _REQUEST)
+            over = False
+            while not over:
+                messages, over = await consumer.take(_REQUEST * 2)
+                for message in messages:
+                    seq, pending = position(message)
+                    if seq > upto:
+                        return entries
+                    topic = names.topic(message.subject)
+                    if topic is None or not matches(topic):
+                        continue
+                    entries.append(_entry(seq, topic, message.headers or {}, message.data, own))
     finally:
-        try:
-            await sub.unsubscribe()
-            await js.delete_consumer(names.stream, consumer.name)
-        except Exception:  # (it goes away idle anyway)
-            pass
+        await consumer.close()
     return entries
 
 
