@@ -122,3 +122,23 @@ def start_redis() -> tuple[subprocess.Popen[bytes], int]:
             continue
         return redis, port
     sys.exit("redis-server did not start")
+
+
+def start_nats() -> tuple[subprocess.Popen[bytes], int]:
+    """A nats-server with JetStream of the benchmark's own on a free loopback port, its store
+    in a fresh directory; exits when nats-server is not installed."""
+    binary = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin")
+    if binary is None:
+        sys.exit("this benchmark needs nats-server (Debian package nats-server)")
+    for _ in range(3):  # a free port may be taken meanwhile: another one, then
+        port = free_port()
+        args = [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", tempfile.mkdtemp()]
+        nats = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            asyncio.run(wait_for_port(port, timeout=10))
+        except RuntimeError:
+            nats.kill()
+            nats.wait()
+            continue
+        return nats, port
+    sys.exit("nats-server did not start")

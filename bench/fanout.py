@@ -4,8 +4,9 @@ same events through a plain ``Subject`` (the bus's target: within 0.8x of it).
 The server (its own process, pinned to one core) streams ``bus.on("bench")`` (or the Subject)
 to every client; the compiled load client (pinned to the other core) opens C connections that
 only count frames, waits until the server has C live streams, asks it to emit E events, and
-measures until every client has every event. Run for a plain Subject, the in-memory bus, and a
-RedisBroker on a redis-server the benchmark starts itself.
+measures until every client has every event. Run for a plain Subject, the in-memory bus, a
+RedisBroker on a redis-server and a NatsBroker on a nats-server (JetStream) the benchmark starts
+itself.
 
 Run: ``python -m bench.fanout --clients 1000 --events 1000``.
 """
@@ -31,11 +32,12 @@ from bench.common import (
     pin,
     save_table,
     server_process,
+    start_nats,
     start_redis,
 )
 from bench.loadclient import LoadClient, build
 from bench.run import PythonClients
-from rxsse import EventBus, MessageEvent, RedisBroker
+from rxsse import Broker, EventBus, MessageEvent, NatsBroker, RedisBroker
 
 
 def server_app(bus: EventBus | None) -> web.Application:
@@ -70,11 +72,15 @@ def server_app(bus: EventBus | None) -> web.Application:
     return app
 
 
-def serve(port: int, kind: str, redis_url: str | None) -> None:
+def serve(port: int, kind: str, url: str | None) -> None:
     pin(SERVER_CORE)
     bus = None
     if kind != "subject":
-        broker = RedisBroker(redis_url, prefix=f"bench-{os.getpid()}") if redis_url else None
+        broker: Broker | None = None
+        if kind == "redis" and url:
+            broker = RedisBroker(url, prefix=f"bench-{os.getpid()}")
+        elif kind == "nats" and url:
+            broker = NatsBroker(url, prefix=f"bench-{os.getpid()}")
         bus = EventBus(broker)
     web.run_app(server_app(bus), host="127.0.0.1", port=port, print=None, access_log=None)
 
@@ -159,6 +165,14 @@ def main() -> None:
         finally:
             redis.terminate()
             redis.wait()
+    if shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin"):
+        nats, nats_port = start_nats()
+        try:
+            url = f"nats://127.0.0.1:{nats_port}"
+            rows.append(("NatsBroker", run_one("nats", args.clients, args.events, url, loadclient)))
+        finally:
+            nats.terminate()
+            nats.wait()
     subject = rows[0][1]["deliveries_per_s"]
     client = "compiled load client" if loadclient else "Python load client"
     lines = [

@@ -1,11 +1,14 @@
-"""Publishing through Redis: events per second that rxsse's ``RedisBroker`` publishes, beside
-raw redis-py pipelining ``XADD ... MAXLEN ~`` in batches of 1,000 (the broker's target: at
-least 0.8x of it), on a redis-server the benchmark starts itself, in one run.
+"""Publishing through a broker: events per second that rxsse's ``RedisBroker`` publishes,
+beside raw redis-py pipelining ``XADD ... MAXLEN ~`` in batches of 1,000 (the broker's target:
+at least 0.8x of it), and ``NatsBroker`` beside raw nats-py pipelining JetStream publishes
+(``publish_async``, 1,000 acknowledgements awaited at a time), on a redis-server and a
+nats-server the benchmark starts itself, in one run.
 
-Three ways to publish E events, each timed until Redis has confirmed the last one:
+Ways to publish E events, each timed until the server has confirmed the last one:
 
-- raw: redis-py, one pipeline of 1,000 ``XADD`` per round trip (no ids of its own, no replay
-  log, no idempotency: the ceiling of one client connection);
+- raw: redis-py, one pipeline of 1,000 ``XADD`` per round trip; nats-py, 1,000
+  ``publish_async`` then their acknowledgements (no ids of their own, no replay log, no
+  idempotency: the ceiling of one client connection);
 - emit: ``bus.emit`` E - 1 times, then ``await bus.publish`` (the broker publishes in order,
   so the last confirmed means all are);
 - emit in bursts: 1,000 ``bus.emit`` per loop iteration (a producer of a price feed), then an
@@ -25,10 +28,11 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 
+import nats
 from redis.asyncio import Redis
 
-from bench.common import pin, save_table, start_redis
-from rxsse import EmitError, EventBus, RedisBroker
+from bench.common import pin, save_table, start_nats, start_redis
+from rxsse import Broker, EmitError, EventBus, NatsBroker, RedisBroker
 
 PAYLOAD = {"n": 0, "payload": "x" * 32}
 BATCH = 1000
@@ -49,12 +53,37 @@ async def raw_xadd(url: str, events: int) -> float:
     return seconds
 
 
+async def raw_jetstream(url: str, events: int) -> float:
+    """Seconds for nats-py to publish ``events`` to a JetStream stream, :data:`BATCH` at a
+    time without waiting, then their acknowledgements."""
+    client = await nats.connect(url)
+    js = client.jetstream()
+    await js.add_stream(name="RAW", subjects=["raw.>"])
+    data = json.dumps(PAYLOAD).encode()
+    started = time.perf_counter()
+    for start in range(0, events, BATCH):
+        acks = [await js.publish_async("raw.t", data) for _ in range(min(BATCH, events - start))]
+        await asyncio.gather(*acks)
+    seconds = time.perf_counter() - started
+    await js.delete_stream("RAW")
+    await client.close()
+    return seconds
+
+
+def redis_broker(url: str) -> Broker:
+    return RedisBroker(url, prefix=f"bench-{os.getpid()}-{time.monotonic_ns()}")
+
+
+def nats_broker(url: str) -> Broker:
+    return NatsBroker(url, prefix=f"bench-{os.getpid()}-{time.monotonic_ns()}")
+
+
 async def with_bus(
-    url: str, events: int, run: Callable[[EventBus, int], Awaitable[None]]
+    broker: Broker, events: int, run: Callable[[EventBus, int], Awaitable[None]]
 ) -> tuple[float, int]:
     """Seconds for ``run`` to publish ``events`` through a fresh bus, and the emits refused or
     failed (the events/s then count them too: they were not published)."""
-    bus = EventBus(RedisBroker(url, prefix=f"bench-{os.getpid()}-{time.monotonic_ns()}"))
+    bus = EventBus(broker)
     await bus.publish("warm-up", 0)  # connected, fenced
     started = time.perf_counter()
     with contextlib.suppress(EmitError):  # the last publish refused too (counted below)
@@ -87,27 +116,33 @@ async def publish_each(bus: EventBus, events: int) -> None:
         )
 
 
-async def measure(url: str, events: int, rounds: int) -> str:
-    ways: list[tuple[str, Callable[[EventBus, int], Awaitable[None]]]] = [
-        ("`bus.emit` E times, then `await bus.publish`", emit_all),
-        ("`bus.emit` in bursts of 1,000 per loop iteration", emit_in_bursts),
-        ("`await bus.publish`, 1,000 at a time", publish_each),
-    ]
-    raw = min([await raw_xadd(url, events) for _ in range(rounds)])
-    rows = [f"| raw redis-py, pipelined `XADD` x1,000 | {events / raw:,.0f} | 1.00 | - |"]
-    for name, run in ways:
-        results = [await with_bus(url, events, run) for _ in range(rounds)]
+WAYS: list[tuple[str, Callable[[EventBus, int], Awaitable[None]]]] = [
+    ("`bus.emit` E times, then `await bus.publish`", emit_all),
+    ("`bus.emit` in bursts of 1,000 per loop iteration", emit_in_bursts),
+    ("`await bus.publish`, 1,000 at a time", publish_each),
+]
+
+
+async def measure(
+    raw_name: str,
+    raw: Callable[[str, int], Awaitable[float]],
+    broker_name: str,
+    broker: Callable[[str], Broker],
+    url: str,
+    events: int,
+    rounds: int,
+) -> list[str]:
+    """The rows of one server: its raw client, then the broker's ways to publish."""
+    raw_seconds = min([await raw(url, events) for _ in range(rounds)])
+    rows = [f"| {raw_name} | {events / raw_seconds:,.0f} | 1.00 | - |"]
+    for name, run in WAYS:
+        results = [await with_bus(broker(url), events, run) for _ in range(rounds)]
         seconds = min(s for s, _ in results)
         refused = max(r for _, r in results)
         rate = (events - refused) / seconds  # what was published
-        rows.append(f"| rxsse `RedisBroker`: {name} | {rate:,.0f} | {rate * raw / events:.2f} "
-                    f"| {refused:,} |")  # fmt: skip
-    header = (
-        f"Publishing {events:,} events (best of {rounds}) to one redis-server on loopback, "
-        "one client process pinned to one core.\n\n"
-        "| publisher | events published/s | x raw | refused or failed |\n|---|---:|---:|---:|"
-    )
-    return "\n".join([header, *rows])
+        ratio = rate * raw_seconds / events
+        rows.append(f"| rxsse `{broker_name}`: {name} | {rate:,.0f} | {ratio:.2f} | {refused:,} |")
+    return rows
 
 
 def main() -> None:
@@ -115,14 +150,46 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    redis, port = start_redis()
+    pin(0)
+    redis, redis_port = start_redis()
     try:
-        pin(0)
-        table = asyncio.run(measure(f"redis://127.0.0.1:{port}/0", args.events, args.rounds))
+        rows = asyncio.run(
+            measure(
+                "raw redis-py, pipelined `XADD` x1,000",
+                raw_xadd,
+                "RedisBroker",
+                redis_broker,
+                f"redis://127.0.0.1:{redis_port}/0",
+                args.events,
+                args.rounds,
+            )
+        )
     finally:
         redis.kill()
         redis.wait()
-    save_table("publish.md", table)
+    nats_server, nats_port = start_nats()
+    try:
+        rows += asyncio.run(
+            measure(
+                "raw nats-py, JetStream `publish_async` x1,000",
+                raw_jetstream,
+                "NatsBroker",
+                nats_broker,
+                f"nats://127.0.0.1:{nats_port}",
+                args.events,
+                args.rounds,
+            )
+        )
+    finally:
+        nats_server.kill()
+        nats_server.wait()
+    header = (
+        f"Publishing {args.events:,} events (best of {args.rounds}) to one redis-server, then "
+        "one nats-server (JetStream, file store), on loopback; one client process pinned to "
+        'one core. "x raw" is against the same server\'s raw client.\n\n'
+        "| publisher | events published/s | x raw | refused or failed |\n|---|---:|---:|---:|"
+    )
+    save_table("publish.md", "\n".join([header, *rows]))
 
 
 if __name__ == "__main__":
