@@ -118,7 +118,7 @@ SERVED = {
 # after its code.
 CONTINUES = {
     "Several processes: `RedisBroker`": (
-        "The event bus: resume with `Last-Event-ID`, and many processes with Redis"
+        "The event bus: resume with `Last-Event-ID`, and many processes with Redis or NATS"
     )
 }
 # What a block prints, as its comments say: lines it must print, by a piece of its code.
@@ -230,7 +230,8 @@ def test_the_loggers_the_pages_name_are_rxsses():
     named = re.findall(r"`(rxsse(?:\.\w+)*)`", logs)
     assert "rxsse.stream" in named
     import_module("rxsse.testing")  # every module that logs is imported: these,
-    assert rxsse.RedisBroker is not None  # and the Redis broker's (imported on first use)
+    assert rxsse.RedisBroker is not None  # and the brokers' (imported on first use)
+    assert rxsse.NatsBroker is not None
     loggers = logging.Logger.manager.loggerDict
     assert [name for name in named if name not in loggers] == []
 
