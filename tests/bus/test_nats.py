@@ -26,8 +26,9 @@ from tests.conftest import free_port, wait_until
 
 def nats_bus(url: str, *, prefix: str = "", **options: Any) -> tuple[EventBus, NatsBroker]:
     slack = options.pop("reader_slack", 10_000)
+    timeout = options.pop("emit_timeout", 1.0)
     broker = NatsBroker(
-        url, prefix=prefix or uuid.uuid4().hex, block=0.2, emit_timeout=1.0, reader_slack=slack
+        url, prefix=prefix or uuid.uuid4().hex, block=0.2, emit_timeout=timeout, reader_slack=slack
     )
     return EventBus(broker, **options), broker
 
@@ -273,7 +274,7 @@ async def test_an_event_larger_than_max_payload_fails_alone(tmp_path):
         await wait_until(lambda: len(events) == 2)
         assert [e.data for e in events] == ["small 1", "small 2"]
         assert seq(last) == 2  # the big one took no number
-        assert broker._acks == {}  # and left nothing waiting for an answer
+        assert broker._batches.waiting == 0  # and left nothing waiting for an answer
         assert bus.metrics.emit_failures == 1
         subscription.dispose()
         await bus.close()
@@ -303,15 +304,16 @@ async def test_start_and_emits_are_bounded_when_nats_is_down_or_frozen(own_nats_
 
 
 async def test_close_fails_the_emits_waiting_and_later_ones_at_once(own_nats_server):
-    bus, broker = nats_bus(own_nats_server.url)
+    # (Emits that wait longer than the test: only close() ends them.)
+    bus, broker = nats_bus(own_nats_server.url, emit_timeout=60)
     await bus.start()
     own_nats_server.pause()  # what is emitted now waits for an answer that does not come
     waiting = [asyncio.ensure_future(bus.publish("t", n)) for n in range(20)]
-    await wait_until(lambda: broker._acks != {} or broker._queue.bytes > 0)
+    await wait_until(lambda: broker._batches.waiting > 0 or broker._queue.bytes > 0)
     await bus.close()
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, EmitError) for r in results), results
-    assert broker._acks == {} and broker._queue.bytes == 0
+    assert broker._batches.waiting == 0 and broker._queue.bytes == 0
     own_nats_server.resume()
     rejected = bus.metrics.emits_rejected
     bus.emit("t", "after close")  # refused at once, counted, without connecting again
@@ -397,3 +399,41 @@ async def test_a_reader_too_slow_for_nats_gets_a_reset_where_its_events_were_cut
         await publisher.close()
         await proxy.close()
         server.stop()
+
+
+async def test_keys_and_types_keep_their_white_space(nats_server):
+    """NATS strips white space around a header's value: keys that differ only by it are two
+    events, and a type keeps it (as on every broker)."""
+    bus, _ = nats_bus(nats_server.url)
+    await bus.start()
+    events, subscription = collect(bus, "t")
+    first = await bus.publish("t", "A", key="order-7", type="created")
+    second = await bus.publish("t", "B", key="order-7 ", type=" created ")
+    await wait_until(lambda: len(events) == 2)
+    assert first != second and [e.id for e in events] == [first, second]
+    assert [e.type for e in events] == ["created", " created "]
+    resumed, other = collect(bus, "t", last_event_id=first)
+    await wait_until(lambda: len(resumed) == 1)
+    assert resumed[0].id == second and resumed[0].type == " created "
+    subscription.dispose()
+    other.dispose()
+    await bus.close()
+
+
+async def test_a_stream_made_without_direct_gets_is_used_as_it_is(nats_server):
+    """An operator's stream of the bus's name, without allow_direct: reads fall back to the
+    ordinary API, and resume works."""
+    prefix = uuid.uuid4().hex
+    nc = await nats.connect(nats_server.url)
+    await nc.jetstream().add_stream(
+        StreamConfig(name=f"RXSSE_{prefix}", subjects=[f"{prefix}.>"], max_msgs_per_subject=100)
+    )
+    await nc.close()
+    bus, _ = nats_bus(nats_server.url, prefix=prefix)
+    await bus.start()
+    ids = [await bus.publish("t", n) for n in range(3)]
+    resumed, subscription = collect(bus, "t", last_event_id=ids[0])
+    await wait_until(lambda: len(resumed) == 2)
+    assert [e.data for e in resumed] == [1, 2]
+    subscription.dispose()
+    await bus.close()

@@ -26,32 +26,23 @@ operator may give it replicas, limits or placement of their own.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import secrets
-from typing import Any, Final
+from typing import Final
 
 import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig, StreamInfo
 
 from ..._checks import check_count, check_seconds
 from .._broker import EmitError, EmitFailures, LogConfig, Outgoing, Replay, Sink, Span, resolve
-from .._emit_queue import EmitQueue, Pending, size_text
+from .._emit_queue import EmitQueue, size_text
 from .._metrics import BusMetrics
 from .._topics import TopicPattern
-from ._names import (
-    DEDUP_HEADER,
-    MAX_SUBJECT,
-    TOKEN_HEADER,
-    TYPE_HEADER,
-    BusNames,
-    key_token,
-)
+from ._batches import BatchPublisher
+from ._names import BusNames
 from ._reader import StreamReader
 from ._replay import read_replay
 
@@ -64,8 +55,6 @@ _BATCH_BYTES: Final = 1 << 20
 UNAVAILABLE: Final = (nats.errors.Error, OSError, TimeoutError)
 # The shortest max_age JetStream takes.
 _LEAST_MAX_AGE: Final = 0.1
-# The bytes of a message's header block beyond its fields ("NATS/1.0\r\n" ... "\r\n").
-_HEADER_FRAME: Final = 12
 
 
 class NatsBroker:
@@ -121,12 +110,7 @@ class NatsBroker:
         self._connecting: asyncio.Task[JetStreamContext] | None = None
         self._reader: StreamReader | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._inbox = ""
-        self._acks: dict[str, asyncio.Future[tuple[int, bool]]] = {}
-        self._replies = 0
-        self._session = secrets.token_hex(3)  # the first part of this process's id tokens
-        self._emits = 0
-        self._stream_missing = False
+        self._batches = BatchPublisher(self._names, url)
         self._closing = False
         self._closed = False
 
@@ -164,14 +148,22 @@ class NatsBroker:
             patience=self._emit_timeout,
             closing=lambda: self._closing,
         )
-        head = await asyncio.wait_for(reader.start(), self._emit_timeout)
+        try:
+            head = await asyncio.wait_for(reader.start(), self._emit_timeout)
+        except (TimeoutError, *UNAVAILABLE) as exc:
+            raise EmitError(f"NATS at {self.url} did not answer: {exc!r}") from exc
         self._tasks.append(loop.create_task(reader.run(), name="rxsse-nats-reader"))
         return head
 
     def _publishing_loop(self) -> asyncio.AbstractEventLoop:
-        """The loop the publisher runs on, starting it on first use."""
-        if self._loop is not None:
+        """The loop the publisher runs on, starting it on first use (and again on a new loop
+        once the one it ran on is closed: its connection and tasks went with it)."""
+        if self._loop is not None and not self._loop.is_closed():
             return self._loop
+        if self._loop is not None:
+            self._nc = self._js = self._connecting = self._reader = None
+            self._tasks = []
+            self._batches = BatchPublisher(self._names, self.url)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -206,6 +198,10 @@ class NatsBroker:
                     connect_timeout=max(1, round(self._emit_timeout)),
                     reconnect_time_wait=0.25,
                     max_reconnect_attempts=-1,  # a server that comes back is found again
+                    # A server that stops answering is left within a few emit_timeouts: what
+                    # was written for it meanwhile is bounded, not heaped in the socket.
+                    ping_interval=max(1, round(self._emit_timeout)),
+                    max_outstanding_pings=2,
                     error_cb=_log_error,
                     disconnected_cb=_disconnected,
                     reconnected_cb=_reconnected,
@@ -217,8 +213,7 @@ class NatsBroker:
         try:
             js = nc.jetstream(timeout=self._emit_timeout)
             await self._ensure_stream(js)
-            self._inbox = nc.new_inbox()
-            await nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+            await self._batches.attach(nc)
         except BaseException:
             await nc.close()
             raise
@@ -270,11 +265,7 @@ class NatsBroker:
         self._tasks = []
         error = EmitError("the NATS broker is closed")
         self._queue.fail_all(error)
-        for future in self._acks.values():
-            if not future.done():
-                future.set_exception(error)
-                future.exception()
-        self._acks = {}
+        self._batches.fail_all(error)
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         nc, self._nc, self._js, self._reader = self._nc, None, None, None
@@ -326,10 +317,11 @@ class NatsBroker:
             batch = queue.next_batch(_BATCH, _BATCH_BYTES)
             try:
                 js = await self._connection()
-                if self._stream_missing:  # (deleted since: made again, with a new token)
+                if self._batches.stream_missing:  # (deleted since: made again, a new token)
                     await self._ensure_stream(js)
-                    self._stream_missing = False
-                answers = await self._send(js, batch)
+                    self._batches.stream_missing = False
+                assert self._nc is not None  # (connected)
+                answers = await self._batches.send(self._nc, batch, self._emit_timeout)
             except Exception as exc:
                 # Nothing answered in time: what waits behind this batch has waited as long.
                 error = exc if isinstance(exc, EmitError) else EmitError(f"NATS: {exc!r}")
@@ -346,88 +338,6 @@ class NatsBroker:
                 if pending[1] is not None:
                     resolve(pending[1], event_id)
             self._metrics.emitted += emitted
-
-    async def _send(
-        self, js: JetStreamContext, batch: list[Pending]
-    ) -> list[tuple[str, bool] | EmitError]:
-        """Publish a batch and wait for its acknowledgements: each emit's ``(id, new)``, or
-        the error of the one JetStream refused (the others stand)."""
-        nc = self._nc
-        if nc is None:
-            raise EmitError("the NATS broker is closed")
-        loop = asyncio.get_running_loop()
-        names, limit = self._names, nc.max_payload
-        acks: list[asyncio.Future[tuple[int, bool]] | EmitError] = []
-        tokens: list[str] = []
-        replies: list[str] = []
-        try:
-            for event, _ in batch:
-                token = key_token(event.key) if event.key else self._next_token()
-                tokens.append(token)
-                headers = {TOKEN_HEADER: token}
-                if event.type:
-                    headers[TYPE_HEADER] = event.type
-                if event.key:
-                    headers[DEDUP_HEADER] = event.key
-                subject = names.subject(event.topic)
-                payload = event.data.encode()
-                refused = _refusal(subject, payload, headers, limit)
-                if refused is not None:
-                    acks.append(refused)
-                    continue
-                ack: asyncio.Future[tuple[int, bool]] = loop.create_future()
-                reply = str(self._replies)
-                self._replies += 1
-                self._acks[reply] = ack
-                replies.append(reply)
-                acks.append(ack)
-                await nc.publish(subject, payload, reply=f"{self._inbox}.{reply}", headers=headers)
-            waiting = [ack for ack in acks if not isinstance(ack, EmitError)]
-            if waiting:
-                _, late = await asyncio.wait(waiting, timeout=self._emit_timeout)
-                if late:
-                    raise EmitError(
-                        f"NATS at {self.url} did not acknowledge {len(late)} emit(s) within "
-                        f"{self._emit_timeout:g} s"
-                    )
-        finally:
-            for reply in replies:
-                self._acks.pop(reply, None)
-        answers: list[tuple[str, bool] | EmitError] = []
-        for answered, token in zip(acks, tokens, strict=True):
-            if isinstance(answered, EmitError):
-                answers.append(answered)
-                continue
-            error = answered.exception()
-            if error is not None:
-                answers.append(error if isinstance(error, EmitError) else EmitError(str(error)))
-                continue
-            seq, duplicate = answered.result()
-            answers.append((f"{seq}-{token}", not duplicate))
-        return answers
-
-    def _next_token(self) -> str:
-        self._emits += 1
-        return f"{self._session}{self._emits:x}"
-
-    async def _on_ack(self, msg: Msg) -> None:
-        """JetStream's answer to one emit (in the order they were published)."""
-        ack = self._acks.pop(msg.subject.rpartition(".")[2], None)
-        if ack is None or ack.done():
-            return  # it timed out, or the broker closed
-        if msg.headers and msg.headers.get("Status") == "503":
-            self._stream_missing = True  # the next batch makes it again
-            ack.set_exception(EmitError(f"no JetStream stream takes {self._names.subjects}"))
-            return
-        try:
-            answer: dict[str, Any] = json.loads(msg.data)
-            if "error" in answer:
-                description = answer["error"].get("description", answer["error"])
-                ack.set_exception(EmitError(f"JetStream refused an emit: {description}"))
-                return
-            ack.set_result((int(answer["seq"]), bool(answer.get("duplicate"))))
-        except (ValueError, KeyError, TypeError) as exc:
-            ack.set_exception(EmitError(f"an unreadable acknowledgement from NATS: {exc}"))
 
     # -- replaying --------------------------------------------------------------------------------
 
@@ -446,19 +356,6 @@ class NatsBroker:
             return await asyncio.wait_for(replay, self._emit_timeout)
         except (TimeoutError, *UNAVAILABLE, EmitError) as exc:
             raise ConnectionError(f"NATS at {self.url}: {exc!r}") from exc
-
-
-def _refusal(subject: str, payload: bytes, headers: dict[str, str], limit: int) -> EmitError | None:
-    """Why NATS would refuse this message (it alone fails), or None."""
-    if len(subject) > MAX_SUBJECT:
-        return EmitError(f"a topic of more than {MAX_SUBJECT} bytes as a NATS subject")
-    size = len(payload) + _HEADER_FRAME + sum(len(k) + len(v) + 4 for k, v in headers.items())
-    if size > limit:
-        return EmitError(
-            f"an event of {size:,} bytes is larger than the NATS server's max_payload "
-            f"({limit:,} bytes)"
-        )
-    return None
 
 
 async def _log_error(error: Exception) -> None:

@@ -11,6 +11,7 @@ Topic patterns become subject filters the same way: ``*`` is ``*`` and a trailin
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Final
 
@@ -79,6 +80,17 @@ def stream_token(created: object) -> str:
     """The token of a stream: when it was created. A stream deleted and made again has
     another, so ids of the old one are not taken for positions in the new."""
     return hashlib.sha256(str(created).encode()).hexdigest()[:8]
+
+
+def event_type(header: str | None) -> str | None:
+    """An event's type from its header (as JSON; a bare one from a client of another kind)."""
+    if not header:
+        return None
+    try:
+        value = json.loads(header)
+    except ValueError:
+        return header
+    return value if isinstance(value, str) and value else None
 
 
 def _token(segment: str) -> str:

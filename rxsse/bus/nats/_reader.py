@@ -15,6 +15,7 @@ import bisect
 import collections
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -27,7 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamInfo
 from ..._event import MessageEvent
 from .._broker import Entry, Sink, unreadable
 from .._retry import Backoff
-from ._names import TOKEN_HEADER, TYPE_HEADER, BusNames, stream_token
+from ._names import TOKEN_HEADER, TYPE_HEADER, BusNames, event_type, stream_token
 from ._pull import PullConsumer, position
 
 logger = logging.getLogger("rxsse.nats")
@@ -77,12 +78,14 @@ class StreamReader:
         self._closing = closing
         self.stream = ""  #: the stream's token (see :func:`stream_token`)
         self.seq = 0  #: the last sequence number it delivered (or skipped: not an event)
+        self._direct = True  # the stream allows direct gets (any server answers them)
         self._seqs: collections.deque[int] = collections.deque(maxlen=_RECENT)
         self._tokens: dict[int, str] = {}
 
     async def start(self) -> int:
         """Read where the stream is, and return the head it will follow from."""
         info = await self._js.stream_info(self._names.stream)
+        self._direct = bool(info.config.allow_direct)
         self.stream = stream_token(info.created)
         self.seq = head = info.state.last_seq or 0
         if head:
@@ -186,16 +189,16 @@ class StreamReader:
             token = self._tokens.get(self.seq) or self.stream
             self._sink(Entry(self.seq, None, _lost(self.seq, token)))
         self.seq = seq
+        headers = message.headers or {}
+        token = headers.get(TOKEN_HEADER) or self.stream
+        self._remember(seq, token)  # (a record's too: a store may go back past it)
         topic = self._names.topic(message.subject)
         if topic is None:
             return  # a record of this bus's own (a loss), not an event
-        headers = message.headers or {}
-        token = headers.get(TOKEN_HEADER) or self.stream
-        self._remember(seq, token)
         event_id = f"{seq}-{token}"
         try:
             event = MessageEvent.from_json(
-                message.data.decode(), id=event_id, type=headers.get(TYPE_HEADER) or None
+                message.data.decode(), id=event_id, type=event_type(headers.get(TYPE_HEADER))
             )
         except (UnicodeDecodeError, ValueError) as exc:
             logger.error("unreadable NATS message %d: %s; sending a reset", seq, exc)
@@ -206,29 +209,36 @@ class StreamReader:
         """Whether the stream lost events this reader delivered; if it did, send every
         subscriber a ``reset`` where the loss begins, record it, and follow from there."""
         info = await self._ensure_stream()
+        self._direct = bool(info.config.allow_direct)
         stream, last = stream_token(info.created), info.state.last_seq or 0
         if stream != self.stream:
             kept = 0  # deleted and made again: none of what was delivered is in it
-            self.stream = stream
         elif last < self.seq:
             kept = await self._kept(last)
         else:
-            token = self._tokens.get(self.seq)
-            if token is None or await self._token_at(self.seq) in (token, None):
-                return False  # (a message gone since: trimmed, expired; not gone back)
+            delivered, found = self._tokens.get(self.seq), await self._token_at(self.seq)
+            if delivered is None or found == delivered:
+                return False
+            first = info.state.first_seq or 0
+            if found is None and (last == self.seq or first > self.seq):
+                return False  # gone by age or a cut from the oldest: not gone back
+            # Another message there, or a hole at the newest delivered one with older ones
+            # kept and newer ones this reader never got: the store went back.
             kept = await self._kept(self.seq - 1)
         if kept >= self.seq:
             return False
+        reset_token = self._tokens.get(kept) or stream
+        if kept:  # (a stream made again holds no id of the old one: nothing to record)
+            # Recorded before anything changes here: if it fails, the next check finds the
+            # loss again.
+            await self._record_loss(kept, self.seq, reset_token)
         logger.warning(
             "NATS at %s lost the events after %d (a stream made again or restored, or a store "
             "that lost its newest messages); subscribers get a reset there",
             self._where,
             kept,
         )
-        upto, self.seq = self.seq, kept
-        reset_token = self._tokens.get(kept) or self.stream
-        if kept:  # (a stream made again holds no id of the old one: nothing to record)
-            await self._record_loss(kept, upto, reset_token)
+        self.stream, self.seq = stream, kept
         self._forget_after(kept)
         self._sink(Entry(kept, None, _lost(kept, reset_token)))
         return True
@@ -255,7 +265,7 @@ class StreamReader:
     async def _token_at(self, seq: int) -> str | None:
         """The token of the message at ``seq``; None if there is none."""
         try:
-            message = await self._js.get_msg(self._names.stream, seq=seq, direct=True)
+            message = await self._js.get_msg(self._names.stream, seq=seq, direct=self._direct)
         except nats.js.errors.NotFoundError:
             return None
         headers: dict[str, Any] = message.headers or {}
@@ -265,4 +275,6 @@ class StreamReader:
         """Recorded for the resumes to come: one from before ``kept`` that crosses it is a
         reset too (the stream alone cannot tell)."""
         record = json.dumps({"kept": kept, "upto": upto, "token": token})
-        await self._js.publish(self._names.lost, record.encode())
+        # (A token of its own, as an event's: a store that goes back past it is seen.)
+        headers = {TOKEN_HEADER: secrets.token_hex(6)}
+        await self._js.publish(self._names.lost, record.encode(), headers=headers)

@@ -25,7 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamInfo
 
 from ..._event import MessageEvent
 from .._broker import Entry, Replay, Span, parse_event_id, unreadable
-from ._names import TOKEN_HEADER, TYPE_HEADER, BusNames, stream_token
+from ._names import TOKEN_HEADER, TYPE_HEADER, BusNames, event_type, stream_token
 from ._pull import PullConsumer, position
 
 logger = logging.getLogger("rxsse.nats")
@@ -33,6 +33,8 @@ logger = logging.getLogger("rxsse.nats")
 _FETCH: Final = 1000
 # Seconds one request of a replay may take (the messages are there: it takes much less).
 _REQUEST: Final = 5.0
+# The most subjects the server lists in one answer about a stream.
+_SUBJECTS_PAGE: Final = 100_000
 
 
 async def read_replay(
@@ -46,15 +48,8 @@ async def read_replay(
         return None
     start, token = point
     info = await js.stream_info(names.stream)
-    state = info.state
-    own = stream_token(info.created)
-    if start > (state.last_seq or 0):
-        return None
-    if start == 0 or token == own:  # a position of the stream's own (the origin, a reset)
-        if token != own or _expired_after(info, start):
-            return None
-    elif await _token_at(js, names, start) != token:
-        return None  # not this stream's message: another data set's id, or one that left
+    if not await _point_holds(js, names, info, start, token):
+        return None  # another data set's id, one that left, or one past the stream
     if await _crosses_a_loss(js, names, start, after, upto):
         return None
     filter_subject = names.filter(pattern)
@@ -62,11 +57,33 @@ async def read_replay(
         return None
     if upto <= start:
         return []  # (the client is ahead of this process's reader: the rest comes live)
-    entries = await _read_range(nc, js, names, filter_subject, pattern.matches, (start, upto), own)
-    counts = collections.Counter(entry.topic for entry in entries)
-    if counts and max(counts.values()) > history:
+    own = stream_token(info.created)
+    span_read = (start, upto)
+    entries = await _read_range(
+        nc, js, names, filter_subject, pattern.matches, span_read, own, history
+    )
+    if entries is None:
         return None  # past the log's history: as if it had been cut (the same on every broker)
+    # Exact only if nothing after the point left the stream while it was read.
+    info = await js.stream_info(names.stream)
+    if not await _point_holds(js, names, info, start, token) or await _trimmed_after(
+        js, names, info, filter_subject, pattern.matches, start
+    ):
+        return None
     return entries
+
+
+async def _point_holds(
+    js: JetStreamContext, names: BusNames, info: StreamInfo, start: int, token: str
+) -> bool:
+    """Whether the resume point ``<start>-<token>`` is in the stream, nothing after it gone
+    by age: its message there with its token, or a position of the stream's own."""
+    own = stream_token(info.created)
+    if start > (info.state.last_seq or 0):
+        return False
+    if start == 0 or token == own:  # a position of the stream's own (the origin, a reset)
+        return token == own and not _expired_after(info, start)
+    return await _token_at(js, names, start, direct=bool(info.config.allow_direct)) == token
 
 
 def _expired_after(info: StreamInfo, start: int) -> bool:
@@ -75,9 +92,9 @@ def _expired_after(info: StreamInfo, start: int) -> bool:
     return info.config.max_age is not None and info.config.max_age > 0 and first > start + 1
 
 
-async def _token_at(js: JetStreamContext, names: BusNames, seq: int) -> str | None:
+async def _token_at(js: JetStreamContext, names: BusNames, seq: int, *, direct: bool) -> str | None:
     try:
-        message = await js.get_msg(names.stream, seq=seq, direct=True)
+        message = await js.get_msg(names.stream, seq=seq, direct=direct)
     except nats.js.errors.NotFoundError:
         return None
     headers: dict[str, Any] = message.headers or {}
@@ -121,6 +138,8 @@ async def _trimmed_after(
     if cap <= 0:
         return False
     counts = (await js.stream_info(names.stream, subjects_filter=filter_subject)).state.subjects
+    if len(counts or {}) >= _SUBJECTS_PAGE:
+        return True  # (more than one page of subjects: not all of them can be checked)
     for subject, count in (counts or {}).items():
         if count < cap:
             continue
@@ -144,9 +163,12 @@ async def _read_range(
     matches: Callable[[str], bool],
     span: tuple[int, int],
     own: str,
-) -> list[Entry]:
+    history: int,
+) -> list[Entry] | None:
     """The events of the pattern in ``span`` (after its first sequence number, up to its
-    last), read with a consumer of their own (deleted after)."""
+    last), read with a consumer of their own (deleted after); None as soon as one topic has
+    more than ``history`` of them (a resume is held to the log's history: nothing more is
+    read, whatever the point a client sends)."""
     start, upto = span
     config = ConsumerConfig(
         ack_policy=AckPolicy.NONE,
@@ -157,6 +179,7 @@ async def _read_range(
     )
     consumer = PullConsumer(js, nc, names.stream)
     entries: list[Entry] = []
+    counts: collections.Counter[str] = collections.Counter()
     try:
         await consumer.open(config)
         pending = consumer.pending
@@ -172,6 +195,9 @@ async def _read_range(
                     topic = names.topic(message.subject)
                     if topic is None or not matches(topic):
                         continue
+                    counts[topic] += 1
+                    if counts[topic] > history:
+                        return None
                     entries.append(_entry(seq, topic, message.headers or {}, message.data, own))
     finally:
         await consumer.close()
@@ -182,7 +208,7 @@ def _entry(seq: int, topic: str, headers: dict[str, str], data: bytes, own: str)
     event_id = f"{seq}-{headers.get(TOKEN_HEADER) or own}"
     try:
         event = MessageEvent.from_json(
-            data.decode(), id=event_id, type=headers.get(TYPE_HEADER) or None
+            data.decode(), id=event_id, type=event_type(headers.get(TYPE_HEADER))
         )
     except (UnicodeDecodeError, ValueError) as exc:
         logger.error("unreadable NATS message %d: %s; sending a reset", seq, exc)
