@@ -58,6 +58,23 @@ class EmitQueue:
         self._queued.append((event, future))
         self._ready.set()
 
+    def offer(
+        self, event: Outgoing, future: asyncio.Future[str] | None, *, closed: bool, server: str
+    ) -> None:
+        """Queue an emit, or refuse it at once when its broker is ``closed`` (without
+        connecting again) or, for an ``emit`` (no ``future``: it cannot wait), when the queue
+        is full. A refusal is counted and logged; ``server`` names the broker's server."""
+        if closed:
+            error = EmitError(f"the {server} broker is closed")
+        elif future is None and self.full(event):
+            error = EmitError(
+                f"{size_text(self._max_bytes)} of emits are already waiting for {server}"
+            )
+        else:
+            self.put(event, future)
+            return
+        self.fail([(event, future)], error, rejected=True)
+
     async def wait_ready(self) -> None:
         """Wait until something is queued."""
         while not self._queued:

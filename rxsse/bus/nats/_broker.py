@@ -38,7 +38,7 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig, StreamInfo
 
 from ..._checks import check_count, check_seconds
 from .._broker import EmitError, EmitFailures, LogConfig, Outgoing, Replay, Sink, Span, resolve
-from .._emit_queue import EmitQueue, size_text
+from .._emit_queue import EmitQueue
 from .._metrics import BusMetrics
 from .._topics import TopicPattern
 from ._batches import BatchPublisher
@@ -285,28 +285,13 @@ class NatsBroker:
             await self._queue.wait_for_room(event, lambda: self._closed)
         loop = asyncio.get_running_loop() if self._closed else self._publishing_loop()
         future: asyncio.Future[str] = loop.create_future()
-        self._enqueue(event, future)
+        self._queue.offer(event, future, closed=self._closed, server="NATS")
         return await future
 
     def emit(self, event: Outgoing) -> None:
-        if self._closed:  # refused without connecting again
-            error = EmitError("the NATS broker is closed")
-            self._queue.fail([(event, None)], error, rejected=True)
-            return
-        if self._queue.full(event):  # an emit cannot wait: refused, counted and logged
-            size = size_text(self._max_pending_bytes)
-            error = EmitError(f"{size} of emits are already waiting for NATS")
-            self._queue.fail([(event, None)], error, rejected=True)
-            return
-        self._publishing_loop()
-        self._enqueue(event, None)
-
-    def _enqueue(self, event: Outgoing, future: asyncio.Future[str] | None) -> None:
-        if self._closed:
-            error = EmitError("the NATS broker is closed")
-            self._queue.fail([(event, future)], error, rejected=True)
-            return
-        self._queue.put(event, future)
+        if not self._closed:
+            self._publishing_loop()
+        self._queue.offer(event, None, closed=self._closed, server="NATS")
 
     async def _publish_loop(self) -> None:
         """Send queued emits in order, a batch at a time: all published, then all their

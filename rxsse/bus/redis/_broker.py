@@ -50,7 +50,7 @@ from redis.commands.core import AsyncScript
 
 from ..._checks import check_count, check_seconds
 from .._broker import EmitError, EmitFailures, LogConfig, Outgoing, Replay, Sink, Span, resolve
-from .._emit_queue import EmitQueue, Pending, size_text
+from .._emit_queue import EmitQueue, Pending
 from .._metrics import BusMetrics
 from .._topics import TopicPattern
 from ._connect import Client, connect, disconnect
@@ -226,28 +226,13 @@ class RedisBroker:
             await self._outbox.wait_for_room(event, lambda: self._closed)
         loop = asyncio.get_running_loop() if self._closed else self._publishing_loop()
         future: asyncio.Future[str] = loop.create_future()
-        self._enqueue(event, future)
+        self._outbox.offer(event, future, closed=self._closed, server="Redis")
         return await future
 
     def emit(self, event: Outgoing) -> None:
-        if self._closed:  # refused without connecting again
-            error = EmitError("the Redis broker is closed")
-            self._outbox.fail([(event, None)], error, rejected=True)
-            return
-        if self._outbox.full(event):  # an emit cannot wait: refused, counted and logged
-            size = size_text(self._max_pending_bytes)
-            error = EmitError(f"{size} of emits are already waiting for Redis")
-            self._outbox.fail([(event, None)], error, rejected=True)
-            return
-        self._publishing_loop()
-        self._enqueue(event, None)
-
-    def _enqueue(self, event: Outgoing, future: asyncio.Future[str] | None) -> None:
-        if self._closed:  # refused without connecting again
-            error = EmitError("the Redis broker is closed")
-            self._outbox.fail([(event, future)], error, rejected=True)
-            return
-        self._outbox.put(event, future)
+        if not self._closed:
+            self._publishing_loop()
+        self._outbox.offer(event, None, closed=self._closed, server="Redis")
 
     async def _publish_loop(self) -> None:
         """Send queued emits in order, a batch per round trip (one script: the fence, then
